@@ -54,14 +54,26 @@ def cpu_model() -> str:
 
 
 def gpu_names() -> list[str]:
-    try:
-        import torch
+    """GPU names from torch when it is already imported, else from ``nvidia-smi`` (cheap: the Snakefile calls
+    this while building the DAG, and importing torch there would slow every dry run)."""
+    if "torch" in sys.modules:
+        try:
+            torch = sys.modules["torch"]
+            if torch.cuda.is_available():
+                return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            return []
+        except Exception:  # broken CUDA install: report no GPU rather than fail provenance
+            return []
+    import shutil
 
-        if torch.cuda.is_available():
-            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # torch missing or broken CUDA: report no GPU rather than fail provenance
-        pass
-    return []
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError):
+        return []
 
 
 def hardware() -> dict[str, Any]:

@@ -1,0 +1,34 @@
+# lrmrepro: how compression and numerical precision change the reasoning of large reasoning models.
+#
+# Method, as a DAG:
+#   1. model      obtain the model (train the embedded default, or fetch from the hub / a local path)
+#   2. compress   compress it with llm-compressor recipes (quantization, pruning, protected variants)
+#   3. tasks      materialise the evaluation items of every task
+#   4. generate   generate under every precision x runtime configuration (text, token ids, top-k logprobs)
+#   5. score      score every generation
+#   6. summarize  accuracy table over all runs
+#   7. stats      nondeterminism statistics across runtime configurations
+#   8. figures    tables and figures, from summary and stats artifacts only
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/model.smk"
+include: "rules/compress.smk"
+include: "rules/tasks.smk"
+include: "rules/generate.smk"
+include: "rules/score.smk"
+include: "rules/summarize.smk"
+include: "rules/stats.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,180 @@
+# Shared by every rule file: configuration validation, wildcard constraints, run expansion, input functions.
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from snakemake.utils import validate
+
+from lrmrepro.config import expand_runs, validate_config
+from lrmrepro.fingerprint import code_fingerprint
+from lrmrepro.provenance import hardware_label
+
+# --- configuration: our validator names the key and the allowed values; Snakemake's validates again
+config.update(validate_config(config))
+validate(config, "../schemas/config.schema.yaml")
+
+_HARDWARE = None
+
+
+def resolve_hardware(label):
+    """`auto` -> this machine's accelerator (or CPU model) as a slug; anything else is kept as given."""
+    global _HARDWARE
+    if label != "auto":
+        return label
+    if _HARDWARE is None:
+        _HARDWARE = hardware_label()
+    return _HARDWARE
+
+
+RUNS = expand_runs(config, resolve_hardware=resolve_hardware)
+EXPERIMENT_RUNS = {
+    name: expand_runs(config, name, resolve_hardware=resolve_hardware) for name in config["experiments"]
+}
+RUN_INDEX = {(r.folder): r for r in RUNS}
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names)
+
+
+wildcard_constraints:
+    model=_alternatives(config["models"]),
+    compression=_alternatives(["none", *config["compressions"]]),
+    compressed=_alternatives(config["compressions"]) or "(?!)",
+    task=_alternatives(config["tasks"]),
+    precision="bf16|fp16|fp32|layercast",
+    backend="transformers|vllm",
+    parallel=r"\d+",
+    batch=r"\d+",
+    hw=r"[A-Za-z0-9-]+",
+    decoding=_alternatives(config["decoding"]),
+    experiment=_alternatives(config["experiments"]),
+
+
+# --- code fingerprints: a change in a stage's package code reruns that stage and what follows, nothing else
+CODE = {
+    "train": code_fingerprint("models/train.py", "models/tokenizer.py", "tasks/synthetic.py", "prompts.py"),
+    "fetch": code_fingerprint("models/fetch.py"),
+    "compress": code_fingerprint("compress"),
+    "tasks": code_fingerprint("tasks", "prompts.py"),
+    "generate": code_fingerprint("generate", "precision.py", "prompts.py"),
+    "score": code_fingerprint("scoring", "sandbox.py"),
+    "summarize": code_fingerprint("stats/summary.py"),
+    "stats": code_fingerprint("stats"),
+    "figures": code_fingerprint("figures"),
+}
+
+
+# --- models
+def models_with_source(*sources):
+    return [m for m, spec in config["models"].items() if spec["source"] in sources] or ["(?!)"]
+
+
+def model_spec(wildcards):
+    return config["models"][wildcards.model]
+
+
+def compression_spec(wildcards):
+    return config["compressions"][wildcards.compressed]
+
+
+def recipe_name(wildcards):
+    return config["compressions"][wildcards.compressed]["recipe"]
+
+
+def protected_modules(wildcards):
+    return config["compressions"][wildcards.compressed]["ignore"]
+
+
+def target_sparsity(wildcards):
+    return config["compressions"][wildcards.compressed].get("sparsity")
+
+
+def model_checkpoint(wildcards):
+    return f"results/models/{wildcards.model}/{wildcards.compression}"
+
+
+def base_checkpoint(wildcards):
+    return f"results/models/{wildcards.model}/none"
+
+
+# --- tasks
+def task_spec(wildcards):
+    return config["tasks"][wildcards.task]
+
+
+def task_items(wildcards):
+    return f"results/tasks/{wildcards.task}.parquet"
+
+
+def task_needs_model(wildcards):
+    """Synthetic tasks exclude the embedded model's training questions: they depend on the training config."""
+    return config["train"] if config["tasks"][wildcards.task]["source"] == "synthetic" else {}
+
+
+# --- generation
+def decoding_spec(wildcards):
+    return {**config["decoding"][wildcards.decoding], "max_new_tokens": config["tasks"][wildcards.task]["max_new_tokens"]}
+
+
+def prompt_style(wildcards):
+    return config["tasks"][wildcards.task]["prompt_style"]
+
+
+def generation_threads(wildcards):
+    """transformers: `parallel` is the number of CPU threads; vLLM: GPUs (CPU cores come from the profile)."""
+    return int(wildcards.parallel) if wildcards.backend == "transformers" else 1
+
+
+def run_labels(wildcards):
+    return {
+        "model": wildcards.model, "compression": wildcards.compression, "task": wildcards.task,
+        "precision": wildcards.precision, "backend": wildcards.backend, "parallel": int(wildcards.parallel),
+        "batch_size": int(wildcards.batch), "hardware": wildcards.hw, "decoding": wildcards.decoding,
+    }
+
+
+# --- aggregation
+def all_run_refs():
+    return [r.ref() for r in RUNS]
+
+
+def all_scores():
+    return [r.scores for r in RUNS]
+
+
+def all_generations():
+    return [r.generations for r in RUNS]
+
+
+def stats_experiments():
+    return [name for name, exp in config["experiments"].items() if exp["stats"]]
+
+
+def experiment_run_refs(wildcards):
+    return [r.ref() for r in EXPERIMENT_RUNS[wildcards.experiment]]
+
+
+def experiment_scores(wildcards):
+    return [r.scores for r in EXPERIMENT_RUNS[wildcards.experiment]]
+
+
+def experiment_generations(wildcards):
+    return [r.generations for r in EXPERIMENT_RUNS[wildcards.experiment]]
+
+
+def figure_formats():
+    return config["report"]["figure_formats"]
+
+
+def final_targets():
+    targets = [
+        "results/summary/accuracy.parquet",
+        "results/summary/accuracy.md",
+        *expand("results/figures/accuracy.{ext}", ext=figure_formats()),
+    ]
+    for name in stats_experiments():
+        targets += [f"results/stats/{name}/metrics.parquet"]
+    return targets

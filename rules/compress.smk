@@ -1,0 +1,23 @@
+# 2. compress: llm-compressor `oneshot` with a recipe from recipes/, saved as a compressed-tensors checkpoint.
+#    Protected variants keep the modules of `ignore` in full precision.
+
+
+rule compress:
+    input:
+        model=base_checkpoint,
+    output:
+        model=directory("results/models/{model}/{compressed}"),
+    params:
+        recipe=recipe_name,
+        ignore=protected_modules,
+        sparsity=target_sparsity,
+        calibration=config["calibration"],
+        seed=config["calibration"]["seed"],
+        code=CODE["compress"],
+    threads: workflow.cores
+    log:
+        "logs/compress/{model}/{compressed}.log",
+    benchmark:
+        "results/benchmarks/compress/{model}/{compressed}.tsv"
+    script:
+        "../workflow_scripts/compress.py"

@@ -1,0 +1,34 @@
+# 1. model: train the embedded default model, or fetch one from the hub / a local path / a GGUF file.
+
+
+rule train_default_model:
+    output:
+        model=directory("results/models/{model}/none"),
+    wildcard_constraints:
+        model=_alternatives(models_with_source("train")),
+    params:
+        train=config["train"],
+        code=CODE["train"],
+    threads: config["train"]["threads"]
+    log:
+        "logs/train_default_model/{model}.log",
+    benchmark:
+        "results/benchmarks/train_default_model/{model}.tsv"
+    script:
+        "../workflow_scripts/train_default_model.py"
+
+
+rule fetch_model:
+    output:
+        model=directory("results/models/{model}/none"),
+    wildcard_constraints:
+        model=_alternatives(models_with_source("hub", "local", "gguf")),
+    params:
+        spec=model_spec,
+        code=CODE["fetch"],
+    log:
+        "logs/fetch_model/{model}.log",
+    benchmark:
+        "results/benchmarks/fetch_model/{model}.tsv"
+    script:
+        "../workflow_scripts/fetch_model.py"

@@ -1,0 +1,18 @@
+# 5. score: per-sample extracted answer and correctness (EM/F1 for short-text answers).
+
+
+rule score:
+    input:
+        generations=f"results/generations/{RUN_FOLDER}/generations.parquet",
+        items=task_items,
+    output:
+        scores=f"results/generations/{RUN_FOLDER}/scores.parquet",
+        meta=f"results/generations/{RUN_FOLDER}/scores.meta.json",
+    params:
+        code=CODE["score"],
+    log:
+        f"logs/score/{RUN_FOLDER}.log",
+    benchmark:
+        f"results/benchmarks/score/{RUN_FOLDER}.tsv"
+    script:
+        "../workflow_scripts/score.py"

@@ -1,0 +1,21 @@
+# 6. summarize: one accuracy table over every run of every experiment.
+
+
+rule summarize:
+    input:
+        scores=all_scores(),
+        generations=all_generations(),
+    output:
+        parquet="results/summary/accuracy.parquet",
+        csv="results/summary/accuracy.csv",
+        md="results/summary/accuracy.md",
+        meta="results/summary/accuracy.meta.json",
+    params:
+        runs=all_run_refs(),
+        code=CODE["summarize"],
+    log:
+        "logs/summarize/accuracy.log",
+    benchmark:
+        "results/benchmarks/summarize/accuracy.tsv"
+    script:
+        "../workflow_scripts/summarize.py"

@@ -1,0 +1,17 @@
+# 3. tasks: materialise the evaluation items of every task (synthetic generators or real benchmark loaders).
+
+
+rule prepare_task:
+    output:
+        items="results/tasks/{task}.parquet",
+        meta="results/tasks/{task}.meta.json",
+    params:
+        spec=task_spec,
+        train=task_needs_model,
+        code=CODE["tasks"],
+    log:
+        "logs/prepare_task/{task}.log",
+    benchmark:
+        "results/benchmarks/prepare_task/{task}.tsv"
+    script:
+        "../workflow_scripts/prepare_task.py"

@@ -1,0 +1,130 @@
+"""Backend-independent parts of generation: chunking, sampling settings, the parquet schema, resumable chunk store.
+
+Both backends (transformers here, vLLM in ``vllm_backend``) cut the prompts into *consecutive* chunks of
+``batch_size`` prompts and make one batched call per chunk (the batching semantics of "Give Me FP32 or Give Me
+Death?"), and write exactly the same table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import io
+
+TOP_K = 5
+
+GENERATION_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("sample_idx", pa.int32()),
+        ("chunk_idx", pa.int32()),
+        ("prompt", pa.string()),
+        ("text", pa.string()),
+        ("token_ids", pa.list_(pa.int32())),
+        ("output_length", pa.int32()),
+        ("finish_reason", pa.string()),
+        ("topk_ids", pa.list_(pa.list_(pa.int32()))),
+        ("topk_logprobs", pa.list_(pa.list_(pa.float32()))),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Decoding settings of one ``decoding`` config entry.
+
+    ``temperature == 0`` means greedy (then ``n`` must be 1). ``seed`` seeds sampling; each chunk is seeded with
+    ``chunk_seed(seed, chunk_idx)`` so that a resumed run samples exactly what an uninterrupted one would.
+    """
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"decoding.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"decoding.temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"decoding.top_p must be in (0, 1], got {self.top_p}")
+        if self.greedy and self.n != 1:
+            raise ValueError(f"decoding.n must be 1 for greedy decoding (temperature 0), got {self.n}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def chunk_seed(seed: int, chunk_idx: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{chunk_idx}".encode()).digest()[:4], "little")
+
+
+def chunks(n_items: int, batch_size: int) -> list[range]:
+    """Consecutive index ranges of ``batch_size`` items (the last one may be shorter)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return [range(start, min(start + batch_size, n_items)) for start in range(0, n_items, batch_size)]
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=GENERATION_SCHEMA)
+
+
+class ChunkStore:
+    """Finished chunks of one generation job, kept beside the output so an interrupted job resumes.
+
+    Chunks live in ``.<output name>.partial/<key>/chunk-<idx>.parquet`` where ``key`` hashes everything that
+    determines the result (model, prompts, decoding, precision, runtime). Snakemake removes the declared output of
+    a failed job but not this folder; a rerun with the same key skips the finished chunks. ``finalize`` writes the
+    output atomically and removes the folder.
+    """
+
+    def __init__(self, output: str | Path, key_material: Any):
+        self.output = Path(output)
+        key = hashlib.sha256(json.dumps(key_material, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.root = self.output.parent / f".{self.output.name}.partial"
+        self.dir = self.root / key
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.iterdir():
+            if stale.is_dir() and stale.name != key:
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def _path(self, chunk_idx: int) -> Path:
+        return self.dir / f"chunk-{chunk_idx:06d}.parquet"
+
+    def done(self, chunk_idx: int) -> bool:
+        return self._path(chunk_idx).exists()
+
+    def finished_chunks(self) -> list[int]:
+        return sorted(int(p.stem.split("-")[1]) for p in self.dir.glob("chunk-*.parquet"))
+
+    def write(self, chunk_idx: int, rows: Sequence[dict[str, Any]]) -> None:
+        io.write_parquet(rows_to_table(rows), self._path(chunk_idx))
+
+    def finalize(self, n_chunks: int) -> pa.Table:
+        missing = [i for i in range(n_chunks) if not self.done(i)]
+        if missing:
+            raise RuntimeError(f"cannot finalize {self.output}: chunks {missing[:10]} not generated")
+        table = pa.concat_tables([pq.read_table(self._path(i), schema=GENERATION_SCHEMA) for i in range(n_chunks)])
+        io.write_parquet(table, self.output)
+        shutil.rmtree(self.root, ignore_errors=True)
+        return table
+
+
+def throughput(rows: Iterable[dict[str, Any]], seconds: float) -> dict[str, float]:
+    tokens = sum(int(r["output_length"]) for r in rows)
+    return {"generated_tokens": tokens, "tokens_per_s": tokens / seconds if seconds > 0 else float("nan")}

@@ -1,0 +1,160 @@
+"""Generation with Hugging Face transformers (CPU here; CUDA where available).
+
+Semantics shared with the vLLM backend (see ``common``): prompts are cut into consecutive chunks of
+``batch_size``; each chunk is one batched ``model.generate`` call with left padding. ``parallel`` is the number
+of intra-op threads (``torch.set_num_threads``), which changes the reduction order of the matmuls on CPU; on a
+CUDA device it must be 1 (tensor parallelism is the vLLM backend's job).
+
+Top-k log-probabilities are the log-softmax (in fp32) of the model's raw logits at each generated position
+(``output_logits=True``), i.e. before temperature / top-p processing, matching vLLM's default raw logprobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm import tqdm
+from transformers import AutoTokenizer
+
+from .. import precision as precision_mod
+from .common import TOP_K, ChunkStore, Decoding, chunk_seed, chunks, throughput
+
+log = logging.getLogger(__name__)
+
+
+def _model_identity(model_dir: Path) -> str:
+    meta = model_dir / "meta.json"
+    if meta.exists():
+        return json.loads(meta.read_text()).get("config_hash", "") + ":" + str(meta.stat().st_size)
+    return str(model_dir.resolve())
+
+
+def _generate_chunk(model, tokenizer, prompts: Sequence[str], decoding: Decoding, device: torch.device):
+    enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    kwargs: dict[str, Any] = dict(
+        max_new_tokens=decoding.max_new_tokens,
+        return_dict_in_generate=True,
+        output_logits=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    if decoding.greedy:
+        kwargs.update(do_sample=False, num_beams=1, temperature=None, top_p=None, top_k=None)
+    else:
+        kwargs.update(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0,
+                      num_return_sequences=decoding.n)
+    with torch.inference_mode():
+        out = model.generate(**enc, **kwargs)
+    prompt_len = enc["input_ids"].shape[1]
+    new_tokens = out.sequences[:, prompt_len:].cpu()
+    logits = torch.stack(out.logits, dim=1).float()  # [rows, steps, vocab]
+    top_lp, top_ids = torch.log_softmax(logits, dim=-1).topk(TOP_K, dim=-1)
+    return new_tokens, top_ids.cpu(), top_lp.cpu()
+
+
+def _rows(ids, prompts, chunk_idx, new_tokens, top_ids, top_lp, n, eos_id, tokenizer) -> list[dict[str, Any]]:
+    rows = []
+    for r in range(new_tokens.shape[0]):
+        seq = new_tokens[r].tolist()
+        length, finish = len(seq), "length"
+        if eos_id in seq:
+            length, finish = seq.index(eos_id) + 1, "stop"
+        token_ids = seq[:length]
+        rows.append({
+            "id": ids[r // n],
+            "sample_idx": r % n,
+            "chunk_idx": chunk_idx,
+            "prompt": prompts[r // n],
+            "text": tokenizer.decode(token_ids, skip_special_tokens=True),
+            "token_ids": token_ids,
+            "output_length": length,
+            "finish_reason": finish,
+            "topk_ids": top_ids[r, :length].tolist(),
+            "topk_logprobs": top_lp[r, :length].tolist(),
+        })
+    return rows
+
+
+def load(model_dir: str | Path, precision: str, device: str = "cpu"):
+    model_dir = Path(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = precision_mod.load_model(model_dir, precision).to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def generate_table(
+    model_dir: str | Path,
+    prompts: Sequence[str],
+    ids: Sequence[str],
+    *,
+    precision: str,
+    parallel: int,
+    batch_size: int,
+    decoding: Decoding,
+    output: str | Path,
+    progress: bool = True,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Generate for all prompts and write ``output`` (generations parquet). Returns figures for ``meta.json``.
+
+    Finished chunks of an interrupted run are kept (``ChunkStore``) and skipped on rerun."""
+    if len(prompts) != len(ids):
+        raise ValueError("prompts and ids differ in length")
+    model_dir = Path(model_dir)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and parallel != 1:
+        raise ValueError(
+            f"runtime parallel={parallel} on the transformers backend means CPU threads; on CUDA use parallel 1, "
+            "or the vllm backend for tensor parallelism"
+        )
+    torch.set_num_threads(parallel)
+    spans = chunks(len(prompts), batch_size)
+    key = {
+        "model": _model_identity(model_dir), "prompts": hashlib.sha256("\x00".join(prompts).encode()).hexdigest(),
+        "ids": list(ids), "precision": precision, "parallel": parallel, "batch_size": batch_size,
+        "decoding": decoding.as_dict(), "backend": "transformers", "device": device,
+    }
+    store = ChunkStore(output, key)
+    resumed = store.finished_chunks()
+    if resumed:
+        log.info("resuming: %d of %d chunks already generated", len(resumed), len(spans))
+    t_load = time.perf_counter()
+    model, tokenizer = load(model_dir, precision, device)
+    load_seconds = time.perf_counter() - t_load
+    gen_seconds = 0.0
+    new_rows: list[dict[str, Any]] = []
+    for chunk_idx, span in enumerate(tqdm(spans, desc=f"generate {precision} bs{batch_size} p{parallel}",
+                                          disable=not progress, mininterval=2)):
+        if store.done(chunk_idx):
+            continue
+        torch.manual_seed(chunk_seed(decoding.seed, chunk_idx))
+        chunk_prompts = [prompts[i] for i in span]
+        t0 = time.perf_counter()
+        new_tokens, top_ids, top_lp = _generate_chunk(model, tokenizer, chunk_prompts, decoding, torch.device(device))
+        gen_seconds += time.perf_counter() - t0
+        rows = _rows([ids[i] for i in span], chunk_prompts, chunk_idx, new_tokens, top_ids, top_lp,
+                     decoding.n, tokenizer.eos_token_id, tokenizer)
+        store.write(chunk_idx, rows)
+        new_rows.extend(rows)
+    store.finalize(len(spans))
+    return {
+        "backend": "transformers",
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "n_prompts": len(prompts),
+        "n_chunks": len(spans),
+        "resumed_chunks": len(resumed),
+        "model_load_seconds": load_seconds,
+        "generation_seconds": gen_seconds,
+        **throughput(new_rows, gen_seconds),
+    }

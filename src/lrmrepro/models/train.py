@@ -1,0 +1,212 @@
+"""Train the embedded default model: a small Qwen2ForCausalLM that learns the synthetic reasoning tasks.
+
+Deterministic from ``seed`` (data, initialisation, batch order) on a given torch build and thread count. The
+training corpus is: every task's training examples rendered in both prompt styles (loss on the completion only),
+plus the ``multihop`` fact base as plain text (loss on every token), repeated ``fact_repeats`` times so the model
+memorises it. The corpus is saved as ``train_corpus.jsonl`` in the checkpoint (calibration data for compression).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from .. import io
+from ..prompts import build_prompt
+from ..tasks import synthetic
+from .tokenizer import train_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    vocab_size: int = 640
+    train_per_task: int = 4000
+    fact_repeats: int = 24
+    facts_per_doc: int = 6
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup: int = 60
+    weight_decay: float = 0.01
+    threads: int = 2
+    tasks: tuple[str, ...] = synthetic.TASKS
+
+    def __post_init__(self) -> None:
+        for key in ("hidden_size", "intermediate_size"):
+            if getattr(self, key) % 128:
+                raise ValueError(f"train.{key} must be a multiple of 128 (group-128 quantization), got {getattr(self, key)}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError("train.hidden_size must be divisible by train.num_heads")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError("train.num_heads must be divisible by train.num_kv_heads")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        if "tasks" in d:
+            d["tasks"] = tuple(d["tasks"])
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown train keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+def training_examples(cfg: TrainConfig) -> dict[str, list[synthetic.Example]]:
+    world = synthetic.World(cfg.seed)
+    return {t: synthetic.make_split(t, cfg.train_per_task, cfg.seed, "train", world=world) for t in cfg.tasks}
+
+
+def training_questions(cfg: TrainConfig) -> dict[str, frozenset[str]]:
+    """The question texts seen in training, per task: evaluation items must avoid them."""
+    return {t: frozenset(e.question for e in exs) for t, exs in training_examples(cfg).items()}
+
+
+def build_corpus(cfg: TrainConfig) -> list[dict[str, str]]:
+    """Documents ``{"prompt", "completion"}``; fact documents have an empty prompt (loss on all tokens)."""
+    rng = random.Random(f"corpus:{cfg.seed}")
+    docs: list[dict[str, str]] = []
+    for exs in training_examples(cfg).values():
+        for ex in exs:
+            docs.append({"style": rng.choice(["chat_boxed", "raw_think"]), "question": ex.question, "completion": ex.completion})
+    if "multihop" in cfg.tasks:
+        facts = synthetic.World(cfg.seed).facts()
+        for _ in range(cfg.fact_repeats):
+            rng.shuffle(facts)
+            for i in range(0, len(facts), cfg.facts_per_doc):
+                docs.append({"style": "", "question": "", "completion": " ".join(facts[i : i + cfg.facts_per_doc])})
+    rng.shuffle(docs)
+    return docs
+
+
+def _render(doc: dict[str, str], tokenizer: Any) -> tuple[str, str]:
+    if not doc["style"]:
+        return "", doc["completion"] + tokenizer.eos_token
+    return build_prompt(doc["question"], doc["style"], tokenizer), doc["completion"] + tokenizer.eos_token
+
+
+def _encode(docs: list[dict[str, str]], tokenizer: Any) -> list[tuple[list[int], int]]:
+    out = []
+    for doc in docs:
+        prompt, completion = _render(doc, tokenizer)
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+        c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        out.append((p_ids + c_ids, len(p_ids)))
+    return out
+
+
+def _batches(encoded: list[tuple[list[int], int]], batch_size: int, steps: int, seed: int):
+    """Length-bucketed random batches (less padding), deterministic in ``seed``."""
+    rng = random.Random(f"batches:{seed}")
+    order = list(range(len(encoded)))
+    step = 0
+    while True:
+        rng.shuffle(order)
+        mega = batch_size * 50
+        for m in range(0, len(order), mega):
+            block = sorted(order[m : m + mega], key=lambda i: len(encoded[i][0]))
+            groups = [block[i : i + batch_size] for i in range(0, len(block), batch_size)]
+            rng.shuffle(groups)
+            for g in groups:
+                yield g
+                step += 1
+                if step >= steps:
+                    return
+
+
+def _collate(encoded, idx, pad_id):
+    width = max(len(encoded[i][0]) for i in idx)
+    ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(idx), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)
+    for row, i in enumerate(idx):
+        toks, n_prompt = encoded[i]
+        ids[row, : len(toks)] = torch.tensor(toks)
+        mask[row, : len(toks)] = 1
+        labels[row, n_prompt : len(toks)] = torch.tensor(toks[n_prompt:])
+    return ids, mask, labels
+
+
+def train_default_model(cfg: TrainConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train and save the model (HF format, ``save_pretrained``) with its tokenizer and ``train_corpus.jsonl``.
+    Returns training figures for ``meta.json``."""
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    t0 = time.perf_counter()
+    docs = build_corpus(cfg)
+    texts = [(_d["question"] + "\n" + _d["completion"]) for _d in docs]
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    encoded = _encode(docs, tokenizer)
+    pad_id = tokenizer.pad_token_id
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=1024, rope_theta=10000.0, tie_word_embeddings=False,
+        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    losses: list[float] = []
+    tokens = 0
+    bar = tqdm(total=cfg.steps, desc="train default model", disable=not progress, mininterval=5)
+    for step, idx in enumerate(_batches(encoded, cfg.batch_size, cfg.steps, cfg.seed)):
+        ids, mask, labels = _collate(encoded, idx, pad_id)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss))
+        tokens += int(mask.sum())
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    bar.close()
+    model.eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = pad_id
+    seconds = time.perf_counter() - t0
+    with io.atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        with open(tmp / "train_corpus.jsonl", "w") as f:
+            for doc in docs:
+                prompt, completion = _render(doc, tokenizer)
+                f.write(json.dumps({"text": prompt + completion}) + "\n")
+    return {
+        "train_config": asdict(cfg),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "n_documents": len(docs),
+        "train_tokens": tokens,
+        "final_loss_mean_last_50": sum(losses[-50:]) / len(losses[-50:]),
+        "loss_curve_every_50": [round(sum(losses[i : i + 50]) / len(losses[i : i + 50]), 4) for i in range(0, len(losses), 50)],
+        "seconds": seconds,
+    }

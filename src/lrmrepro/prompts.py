@@ -1,0 +1,52 @@
+"""Prompt styles of the two papers.
+
+- ``chat_boxed`` ("Give Me FP32 or Give Me Death?"): the model's chat template with one user turn holding the
+  question followed by ``BOXED_INSTRUCTION``; the template's generation prompt is appended
+  (``add_generation_prompt=True``). Reasoning models' templates open the ``<think>`` block themselves.
+- ``raw_think`` ("When Reasoning Meets Compression"): no chat template; the question followed by ``RAW_SUFFIX``,
+  ending in ``<think>\\n`` so that the model starts reasoning at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+PROMPT_STYLES = ("chat_boxed", "raw_think")
+
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+RAW_SUFFIX = "\n" + BOXED_INSTRUCTION + "\n<think>\n"
+
+
+def check_style(style: str) -> str:
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; allowed: {', '.join(PROMPT_STYLES)}")
+    return style
+
+
+def user_message(question: str) -> str:
+    return f"{question}\n{BOXED_INSTRUCTION}"
+
+
+def build_prompt(question: str, style: str, tokenizer: Any | None = None) -> str:
+    """The exact prompt text for one question."""
+    check_style(style)
+    if style == "raw_think":
+        return question + RAW_SUFFIX
+    if tokenizer is None or getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("prompt style 'chat_boxed' needs a tokenizer with a chat template; use 'raw_think' for models without one")
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": user_message(question)}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def build_prompts(questions: Iterable[str], style: str, tokenizer: Any | None = None) -> list[str]:
+    return [build_prompt(q, style, tokenizer) for q in questions]
+
+
+def build_prompts_for_items(items: Any, style: str, tokenizer: Any | None = None) -> list[str]:
+    """Prompts for a task-items table (polars DataFrame or list of mappings with a ``question`` field)."""
+    if hasattr(items, "get_column"):
+        questions: Sequence[str] = items.get_column("question").to_list()
+    else:
+        questions = [m["question"] for m in items]  # type: ignore[index]
+    return build_prompts(questions, style, tokenizer)

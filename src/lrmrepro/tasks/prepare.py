@@ -1,0 +1,49 @@
+"""Materialise a task's evaluation items as parquet (schema: docs/architecture.md, "Task items")."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import polars as pl
+
+from . import synthetic
+
+ITEM_SCHEMA = {
+    "id": pl.String, "task": pl.String, "question": pl.String, "gold": pl.String,
+    "aliases": pl.List(pl.String), "answer_format": pl.String, "metadata": pl.String,
+}
+
+
+def items_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=ITEM_SCHEMA)
+
+
+def synthetic_items(task: str, spec: dict[str, Any], train: dict[str, Any]) -> pl.DataFrame:
+    """Held-out items of a synthetic task. Questions the embedded model saw in training (given ``train``, the
+    training config) are excluded, so evaluation never tests memorised items."""
+    from ..models.train import TrainConfig, training_questions
+
+    generator = spec.get("generator", task)
+    cfg = TrainConfig.from_dict({**train, "tasks": [generator]}) if train else None
+    seen = training_questions(cfg)[generator] if cfg else frozenset()
+    world_seed = (cfg.seed if cfg else spec.get("seed", 0))
+    world = synthetic.World(world_seed)
+    examples = synthetic.make_split(generator, spec.get("n", 100), world_seed + spec.get("seed", 0), "eval",
+                                    world=world, exclude_questions=seen)
+    return items_frame([
+        {"id": f"{task}-{i:05d}", "task": task, "question": ex.question, "gold": ex.gold, "aliases": list(ex.aliases),
+         "answer_format": ex.answer_format, "metadata": json.dumps({"generator": generator, "reasoning": ex.reasoning})}
+        for i, ex in enumerate(examples)
+    ])
+
+
+def prepare_items(task: str, spec: dict[str, Any], train: dict[str, Any] | None = None) -> pl.DataFrame:
+    if spec["source"] == "synthetic":
+        return synthetic_items(task, spec, train or {})
+    from .loaders import load_benchmark
+
+    source = {k: spec[k] for k in ("path", "hub", "split") if k in spec}
+    df = load_benchmark(spec.get("benchmark", task), source, seed=spec.get("seed", 0), limit=spec.get("n"),
+                        **({"options": spec["options"]} if spec.get("options") else {}))
+    return df.with_columns(pl.lit(task).alias("task"))

@@ -1,0 +1,18 @@
+"""Rule score: extracted answer and correctness for every generation."""
+import polars as pl
+
+from lrmrepro import io
+from lrmrepro.provenance import Timer, write_meta
+from lrmrepro.runlog import rule_log
+from lrmrepro.scoring import score_table
+
+with rule_log(snakemake) as log:
+    items = pl.read_parquet(snakemake.input.items)
+    gens = pl.read_parquet(snakemake.input.generations, columns=["id", "sample_idx", "text", "finish_reason"])
+    with Timer() as t:
+        scores = score_table(items, gens)
+    io.write_parquet(scores, snakemake.output.scores)
+    acc = float(scores.get_column("correct").mean()) if scores.height else float("nan")
+    log.info("accuracy %.3f over %d generations", acc, scores.height)
+    write_meta(snakemake.output.meta, "score", {"wildcards": dict(snakemake.wildcards)}, code=snakemake.params.code,
+               wall_seconds=t.seconds, accuracy=acc, n=scores.height)
