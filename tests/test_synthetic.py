@@ -1,0 +1,87 @@
+import random
+
+import pytest
+
+from lrmrepro.models.train import TrainConfig, build_corpus, training_questions
+from lrmrepro.tasks import synthetic
+from lrmrepro.tasks.prepare import synthetic_items
+
+
+@pytest.mark.parametrize("task", synthetic.TASKS)
+def test_generators_are_deterministic(task):
+    a = synthetic.make_split(task, 20, seed=3, split="eval")
+    b = synthetic.make_split(task, 20, seed=3, split="eval")
+    c = synthetic.make_split(task, 20, seed=4, split="eval")
+    assert a == b
+    assert [e.question for e in a] != [e.question for e in c]
+
+
+def test_arith_gold_is_left_to_right_value():
+    for ex in synthetic.make_split("arith", 200, seed=0, split="train"):
+        expr = ex.question.removeprefix("Compute ").removesuffix(".")
+        tokens = expr.split()
+        value = int(tokens[0])
+        for op, k in zip(tokens[1::2], tokens[2::2]):
+            value = value + int(k) if op == "+" else value - int(k)
+        assert ex.gold == str(value)
+        assert ex.completion.endswith("\\boxed{" + ex.gold + "}")
+
+
+def test_timeline_answer_is_the_free_slot():
+    for ex in synthetic.make_split("timeline", 100, seed=1, split="eval"):
+        letter = ex.gold.strip("()")
+        options = ex.question.split("Options: ")[1]
+        slot = options.split(f"({letter}) ")[1].split(" (")[0]
+        assert f"from {slot}." not in ex.question  # nobody saw the person in the answer slot
+        assert ex.gold in ex.completion
+
+
+def test_logic_labels_follow_from_premises():
+    counts = {"True": 0, "False": 0, "Uncertain": 0}
+    for ex in synthetic.make_split("logic", 300, seed=2, split="eval"):
+        counts[ex.gold] += 1
+        conclusion = ex.question.split("Conclusion: ")[1].split(" Is the conclusion")[0]
+        if ex.gold == "False":
+            assert " not " in conclusion
+    assert min(counts.values()) > 50
+
+
+def test_multihop_eval_people_never_asked_in_training():
+    world = synthetic.World(0)
+    train_people, eval_people = world.split_people()
+    assert not set(train_people) & set(eval_people)
+    train_q = " ".join(e.question for e in synthetic.make_split("multihop", 500, 0, "train", world=world))
+    for ex in synthetic.make_split("multihop", 40, 0, "eval", world=world):
+        person = next(p for p in eval_people if p in ex.question)
+        assert person not in train_q
+        # ...but the facts about them are in the training corpus
+        assert f"{person} was born in {world.born_in[person]}." in world.facts()
+
+
+def test_eval_items_exclude_training_questions():
+    train = {"train_per_task": 300, "seed": 0}
+    seen = training_questions(TrainConfig.from_dict({**train, "tasks": ["arith"]}))["arith"]
+    items = synthetic_items("arith", {"source": "synthetic", "n": 50}, train)
+    assert items.height == 50
+    assert not set(items.get_column("question").to_list()) & seen
+    assert set(items.get_column("answer_format").to_list()) == {"boxed_int"}
+
+
+def test_corpus_contains_facts_and_both_prompt_styles():
+    cfg = TrainConfig(train_per_task=20, fact_repeats=2)
+    docs = build_corpus(cfg)
+    styles = {d["style"] for d in docs}
+    assert styles == {"chat_boxed", "raw_think", ""}
+    assert any("was born in" in d["completion"] for d in docs if d["style"] == "")
+
+
+def test_train_config_rejects_sizes_not_multiple_of_128():
+    with pytest.raises(ValueError, match="multiple of 128"):
+        TrainConfig(hidden_size=100)
+    with pytest.raises(ValueError, match="unknown train keys"):
+        TrainConfig.from_dict({"hiden_size": 128})
+
+
+def test_unknown_task_named_in_error():
+    with pytest.raises(ValueError, match="allowed: arith, timeline, logic, multihop"):
+        synthetic.make_split("algebra", 1, 0, "eval")
