@@ -1,0 +1,34 @@
+# The two commands of the README:
+#   make run    set up .venv and run the default workflow on the embedded default model
+#   make test   set up .venv and run the test suite (what CI runs)
+SHELL := /bin/bash
+VENV := .venv
+SNAKEMAKE := $(VENV)/bin/snakemake
+CORES ?= all
+TARGET ?=
+
+.PHONY: env run test test-slow lint report bench clean-results
+
+env:
+	@scripts/setup-env.sh
+
+run: env
+	$(SNAKEMAKE) --cores $(CORES) $(TARGET)
+
+test: env
+	$(VENV)/bin/python -m pytest -q
+
+test-slow: env
+	$(VENV)/bin/python -m pytest -q -m slow
+
+lint: env
+	$(SNAKEMAKE) --lint
+
+report: env
+	$(SNAKEMAKE) --cores $(CORES) --report results/report.html
+
+bench: env
+	for b in benchmarks/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+
+clean-results:
+	rm -rf results logs .snakemake

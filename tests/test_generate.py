@@ -1,0 +1,120 @@
+import json
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from lrmrepro.generate.common import GENERATION_SCHEMA, ChunkStore, Decoding, chunks
+from lrmrepro.generate.transformers_backend import generate_table
+from lrmrepro.prompts import build_prompts
+from lrmrepro.tasks.synthetic import make_split
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny_trained_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_trained_model)
+    exs = make_split("arith", 5, seed=0, split="eval")
+    return build_prompts([e.question for e in exs], "chat_boxed", tok), [f"a{i}" for i in range(5)]
+
+
+def test_chunks_are_consecutive():
+    assert [list(r) for r in chunks(5, 2)] == [[0, 1], [2, 3], [4]]
+    with pytest.raises(ValueError):
+        chunks(3, 0)
+
+
+def test_decoding_validation():
+    with pytest.raises(ValueError, match="n must be 1"):
+        Decoding(max_new_tokens=8, temperature=0, n=2)
+    with pytest.raises(ValueError, match="top_p"):
+        Decoding(max_new_tokens=8, temperature=0.7, top_p=1.5)
+
+
+def test_greedy_generation_table(tiny_trained_model, prompts, tmp_path):
+    texts, ids = prompts
+    out = tmp_path / "g.parquet"
+    meta = generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=2,
+                          decoding=Decoding(max_new_tokens=7), output=out, progress=False)
+    table = pq.read_table(out)
+    assert table.schema.equals(GENERATION_SCHEMA)
+    df = pl.from_arrow(table)
+    assert df.get_column("id").to_list() == ids
+    assert df.get_column("chunk_idx").to_list() == [0, 0, 1, 1, 2]
+    for row in df.iter_rows(named=True):
+        n = row["output_length"]
+        assert len(row["token_ids"]) == n == len(row["topk_ids"]) == len(row["topk_logprobs"])
+        assert 1 <= n <= 7
+        assert row["finish_reason"] == ("length" if n == 7 and row["token_ids"][-1] != 2 else row["finish_reason"])
+        for pos in range(n):
+            lps = row["topk_logprobs"][pos]
+            assert lps == sorted(lps, reverse=True)
+            # greedy: the generated token is the rank-1 token
+            assert row["topk_ids"][pos][0] == row["token_ids"][pos]
+    assert meta["n_chunks"] == 3 and meta["resumed_chunks"] == 0
+    assert not (tmp_path / ".g.parquet.partial").exists()
+
+
+def test_batch_composition_does_not_change_fp32_greedy_tokens_much(tiny_trained_model, prompts, tmp_path):
+    texts, ids = prompts
+    a = tmp_path / "a.parquet"
+    b = tmp_path / "b.parquet"
+    generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=1,
+                   decoding=Decoding(max_new_tokens=5), output=a, progress=False)
+    generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=5,
+                   decoding=Decoding(max_new_tokens=5), output=b, progress=False)
+    da, db = pl.read_parquet(a), pl.read_parquet(b)
+    # left padding: positions shift, logits move by float rounding only
+    lp_a = [lp[0] for row in da.get_column("topk_logprobs").to_list() for lp in row[:1]]
+    lp_b = [lp[0] for row in db.get_column("topk_logprobs").to_list() for lp in row[:1]]
+    assert max(abs(x - y) for x, y in zip(lp_a, lp_b)) < 1e-3
+
+
+def test_interrupted_generation_resumes_without_redoing_chunks(tiny_trained_model, prompts, tmp_path):
+    texts, ids = prompts
+    out = tmp_path / "g.parquet"
+    dec = Decoding(max_new_tokens=4)
+    generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=2, decoding=dec,
+                   output=out, progress=False)
+    full = pl.read_parquet(out)
+    out.unlink()
+    # an interrupted run left chunk 0 behind: mark it so we can tell whether it is regenerated
+    key = None
+    from lrmrepro.generate import transformers_backend as tb
+    import hashlib
+
+    key = {"model": tb._model_identity(tiny_trained_model), "prompts": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
+           "ids": ids, "precision": "fp32", "parallel": 1, "batch_size": 2, "decoding": dec.as_dict(),
+           "backend": "transformers", "device": "cpu"}
+    store = ChunkStore(out, key)
+    rows = full.filter(pl.col("chunk_idx") == 0).with_columns(pl.lit("FROM-PARTIAL").alias("text")).to_dicts()
+    store.write(0, rows)
+    meta = generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=2, decoding=dec,
+                          output=out, progress=False)
+    again = pl.read_parquet(out)
+    assert meta["resumed_chunks"] == 1
+    assert again.filter(pl.col("chunk_idx") == 0).get_column("text").to_list() == ["FROM-PARTIAL"] * 2
+    assert again.filter(pl.col("chunk_idx") > 0).get_column("text").to_list() == \
+        full.filter(pl.col("chunk_idx") > 0).get_column("text").to_list()
+
+
+def test_sampling_is_seeded_per_chunk_and_gives_n_samples(tiny_trained_model, prompts, tmp_path):
+    texts, ids = prompts
+    dec = Decoding(max_new_tokens=6, temperature=0.9, top_p=0.95, n=3, seed=7)
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    for out in (a, b):
+        generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=2, decoding=dec,
+                       output=out, progress=False)
+    da, db = pl.read_parquet(a), pl.read_parquet(b)
+    assert da.height == 15
+    assert da.get_column("sample_idx").to_list()[:6] == [0, 1, 2, 0, 1, 2]
+    assert da.get_column("token_ids").to_list() == db.get_column("token_ids").to_list()
+
+
+def test_unknown_precision_is_refused(tiny_trained_model, prompts, tmp_path):
+    texts, ids = prompts
+    with pytest.raises(ValueError, match="bf16"):
+        generate_table(tiny_trained_model, texts, ids, precision="int3", parallel=1, batch_size=2,
+                       decoding=Decoding(max_new_tokens=2), output=tmp_path / "x.parquet", progress=False)

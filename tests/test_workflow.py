@@ -1,0 +1,116 @@
+"""End to end: the whole workflow on the reduced .test config, in a temporary copy of the workflow."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "schemas", "recipes", "docs/report", "src", "profiles"]
+
+
+def _snakemake(args, cwd, workflow, check=True, timeout=1500):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(workflow / "Snakefile"), "--directory", str(cwd),
+           "--cores", "2", *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in (cwd / "logs").rglob("*.log")) if (cwd / "logs").exists() else ""
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}\n{logs[-8000:]}")
+    return proc
+
+
+def _planned_rules(cwd, workflow):
+    out = _snakemake(["-n", "--quiet", "rules"], cwd, workflow).stdout
+    rules = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            rules[parts[0]] = int(parts[1])
+    return rules
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wf")
+    workflow = base / "workflow"
+    for part in WORKFLOW_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, workflow / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.exists():
+            (workflow / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, workflow / part)
+    run = base / "run"
+    run.mkdir()
+    shutil.copy2(ROOT / ".test" / "config.yaml", run / "config.yaml")
+    _snakemake([], run, workflow)
+    return workflow, run
+
+
+def test_tables_and_figures_are_produced(finished_run):
+    workflow, run = finished_run
+    summary = pl.read_parquet(run / "results/summary/accuracy.parquet")
+    # .test grid: precision_grid 2 tasks x 2 precisions x 2 batch sizes = 8 runs; compression: 2 variants x 2
+    # decodings = 4 runs; the fp32/bs6/greedy/arith point is shared by both grids -> 11 distinct runs
+    assert summary.height == 11
+    assert set(summary.get_column("compression")) == {"none", "rtn_w8a16"}
+    assert summary.get_column("accuracy").is_between(0, 1).all()
+    assert (summary.get_column("n_items") == 6).all()
+    sampled = summary.filter(pl.col("decoding") == "sample")
+    assert (sampled.get_column("n_samples") == 12).all()
+    mh = summary.filter(pl.col("task") == "multihop")
+    assert mh.get_column("f1").is_not_null().all()
+    assert (run / "results/figures/accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "results/figures/accuracy.pdf").read_bytes()[:4] == b"%PDF"
+    assert "| model |" in (run / "results/summary/accuracy.md").read_text()
+
+
+def test_every_artifact_has_provenance(finished_run):
+    _, run = finished_run
+    metas = list((run / "results/generations").rglob("generations.meta.json"))
+    assert len(metas) == 11
+    meta = json.loads(metas[0].read_text())
+    for key in ("config_hash", "code_fingerprint", "packages", "hardware", "git_commit", "wall_seconds", "tokens_per_s"):
+        assert key in meta
+    assert meta["packages"]["torch"].startswith("2.13")
+    model_meta = json.loads((run / "results/models/default/none/meta.json").read_text())
+    assert model_meta["stage"] == "train_default_model" and model_meta["n_parameters"] > 0
+    comp_meta = json.loads((run / "results/models/default/rtn_w8a16/meta.json").read_text())
+    assert comp_meta["stage"] == "compress"
+    for log in ("train_default_model/default.log", "summarize/accuracy.log"):
+        assert (run / "logs" / log).stat().st_size > 0
+
+
+def test_rerun_is_a_noop(finished_run):
+    workflow, run = finished_run
+    assert _planned_rules(run, workflow) == {}
+
+
+def test_scoring_code_change_reruns_scoring_not_generation(finished_run):
+    workflow, run = finished_run
+    scoring = workflow / "src/lrmrepro/scoring/__init__.py"
+    original = scoring.read_text()
+    try:
+        scoring.write_text(original + "\n# a change in the scorers\n")
+        planned = _planned_rules(run, workflow)
+    finally:
+        scoring.write_text(original)
+    assert planned.get("score") == 11
+    assert "summarize" in planned
+    assert "generate" not in planned and "train_default_model" not in planned and "compress" not in planned
+
+
+def test_figures_regenerate_from_artifacts_alone(finished_run):
+    workflow, run = finished_run
+    for f in (run / "results/figures").glob("accuracy.*"):
+        f.unlink()
+    planned = _planned_rules(run, workflow)
+    assert planned == {"figure_accuracy": 1, "all": 1}
+    _snakemake([], run, workflow)
+    assert (run / "results/figures/accuracy.png").exists()
