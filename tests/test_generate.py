@@ -34,6 +34,9 @@ def test_decoding_validation():
 
 
 def test_greedy_generation_table(tiny_trained_model, prompts, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_trained_model)
     texts, ids = prompts
     out = tmp_path / "g.parquet"
     meta = generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=2,
@@ -47,7 +50,11 @@ def test_greedy_generation_table(tiny_trained_model, prompts, tmp_path):
         n = row["output_length"]
         assert len(row["token_ids"]) == n == len(row["topk_ids"]) == len(row["topk_logprobs"])
         assert 1 <= n <= 7
-        assert row["finish_reason"] == ("length" if n == 7 and row["token_ids"][-1] != 2 else row["finish_reason"])
+        eos = tok.eos_token_id
+        if row["finish_reason"] == "stop":
+            assert row["token_ids"][-1] == eos and eos not in row["token_ids"][:-1]
+        else:
+            assert row["finish_reason"] == "length" and n == 7 and eos not in row["token_ids"]
         for pos in range(n):
             lps = row["topk_logprobs"][pos]
             assert lps == sorted(lps, reverse=True)

@@ -184,7 +184,7 @@ def train_default_model(cfg: TrainConfig, out_dir: str | Path, progress: bool = 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         tokens += int(mask.sum())
         bar.update(1)
         if step % 50 == 0:
