@@ -67,7 +67,7 @@ CODE = {
     "generate": code_fingerprint("generate", "precision.py", "prompts.py"),
     "score": code_fingerprint("scoring", "sandbox.py"),
     "summarize": code_fingerprint("stats/summary.py"),
-    "stats": code_fingerprint("stats"),
+    "stats": code_fingerprint("stats/nondeterminism.py"),
     "figures": code_fingerprint("figures"),
 }
 
@@ -170,6 +170,12 @@ def experiment_generations(wildcards):
     return [r.generations for r in EXPERIMENT_RUNS[wildcards.experiment]]
 
 
+def pass_at_ks(wildcards):
+    """k values for unbiased pass@k: 1 and every power of two up to the largest n of the experiment's decodings."""
+    n = max(config["decoding"][d]["n"] for d in config["experiments"][wildcards.experiment]["decoding"])
+    return sorted({1, *[2**i for i in range(1, 12) if 2**i <= n]})
+
+
 def figure_formats():
     return config["report"]["figure_formats"]
 
@@ -181,5 +187,9 @@ def final_targets():
         *expand("results/figures/accuracy.{ext}", ext=figure_formats()),
     ]
     for name in stats_experiments():
-        targets += [f"results/stats/{name}/metrics.parquet"]
+        targets += [
+            f"results/stats/{name}/metrics.parquet",
+            f"results/tables/{name}/table3_std_acc.md",
+            f"results/figures/{name}/figure4_std_top1_prob.png",
+        ]
     return targets

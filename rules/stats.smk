@@ -1,2 +1,24 @@
 # 7. stats: nondeterminism across runtime configurations (Std@Acc, Avg_Std@Output_Length, Div_Index,
-#    Avg_Std@top1_prob, Pass@1 std), per (model, compression, task, precision, decoding) of an experiment.
+#    Avg_Std@top1_prob, Pass@1 std, pass@k) per (model, compression, task, precision, decoding) of an experiment.
+#    Definitions: docs/metrics.md.
+
+
+rule stats_nondeterminism:
+    input:
+        scores=experiment_scores,
+        generations=experiment_generations,
+    output:
+        metrics="results/stats/{experiment}/metrics.parquet",
+        divergence="results/stats/{experiment}/divergence.parquet",
+        passk="results/stats/{experiment}/passk.parquet",
+        meta="results/stats/{experiment}/meta.json",
+    params:
+        runs=experiment_run_refs,
+        ks=pass_at_ks,
+        code=CODE["stats"],
+    log:
+        "logs/stats_nondeterminism/{experiment}.log",
+    benchmark:
+        "results/benchmarks/stats_nondeterminism/{experiment}.tsv"
+    script:
+        "../workflow_scripts/stats_nondeterminism.py"
