@@ -22,7 +22,7 @@ from tqdm import tqdm
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from .. import io
-from ..prompts import build_prompt
+from ..prompts import RAW_SUFFIX, build_prompt, user_message
 from ..tasks import synthetic
 from .tokenizer import train_tokenizer
 
@@ -152,7 +152,10 @@ def train_default_model(cfg: TrainConfig, out_dir: str | Path, progress: bool = 
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
     docs = build_corpus(cfg)
-    texts = [(_d["question"] + "\n" + _d["completion"]) for _d in docs]
+    # the tokenizer sees the text as the model will (instruction and prompt scaffolding included), so that
+    # recurring phrases become single tokens and sequences stay short
+    texts = [(user_message(_d["question"]) + RAW_SUFFIX + _d["completion"]) if _d["style"] else _d["completion"]
+             for _d in docs]
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
     encoded = _encode(docs, tokenizer)
     pad_id = tokenizer.pad_token_id
