@@ -1,0 +1,107 @@
+"""``compress_model``: one llm-compressor ``oneshot`` run, saved atomically as a compressed-tensors checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from .. import io
+from .calibration import build_calibration, validate_spec
+from .cpu import no_pinning_without_accelerator
+from .inspect import size_on_disk, verify_protected, weight_stats
+from .protect import linear_names, resolve_protected, smoothquant_skip
+from .recipes import recipe_info, render_recipe
+
+log = logging.getLogger(__name__)
+
+#: files of the base checkpoint copied next to the compressed weights (not produced by save_pretrained)
+EXTRA_FILES = ("train_corpus.jsonl", "chat_template.jinja", "generation_config.json")
+
+
+def peak_rss_bytes() -> int:
+    """High-water mark of this process's resident memory (Linux ``ru_maxrss`` is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def compress_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, recipe: str,
+                   ignore: Iterable[str] = (), sparsity: float | None = None, calibration: dict[str, Any],
+                   seed: int = 0, recipes_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Compress the HF checkpoint ``model_dir`` with recipe ``recipe`` into ``out_dir`` (replaced atomically).
+
+    ``ignore``: protected modules (names or ``re:`` patterns anchored at the start), kept unquantized;
+    ``sparsity``: fills the recipe's sparsity placeholder (sparsegpt_unstructured);
+    ``calibration``: see :mod:`lrmrepro.compress.calibration` (``seed`` there defaults to ``seed``);
+    ``seed``: torch's global seed for the run. Returns the figures for meta.json (the caller writes it)."""
+    import torch
+    from llmcompressor import oneshot
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ignore = list(ignore or [])
+    recipe_dict, recipe_text = render_recipe(recipe, ignore, sparsity, recipes_dir)
+    info = recipe_info(recipe_dict)
+    calibration = validate_spec({"seed": seed, **dict(calibration)})
+    model_dir = Path(model_dir)
+
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    protected = resolve_protected(linear_names(model), ignore) if ignore else []
+    sq_skip = smoothquant_skip([n for n, _ in model.named_modules()], protected)
+    if sq_skip:
+        recipe_dict, recipe_text = render_recipe(recipe, ignore, sparsity, recipes_dir,
+                                                 extra_ignore={"SmoothQuantModifier": sq_skip})
+
+    kwargs: dict[str, Any] = {}
+    calib_info: dict[str, Any] = {"used": False, "reason": "data-free recipe (round-to-nearest)"}
+    if info.needs_calibration:
+        dataset, calib_info = build_calibration(calibration, model_dir, tokenizer)
+        calib_info["used"] = True
+        kwargs = dict(dataset=dataset, num_calibration_samples=calib_info["num_samples"],
+                      max_seq_length=calibration["max_seq_len"], shuffle_calibration_samples=False)
+    with no_pinning_without_accelerator() as pin_workaround:
+        model = oneshot(model=model, tokenizer=tokenizer, recipe=recipe_text, **kwargs)
+    compress_seconds = time.perf_counter() - t0
+
+    with io.atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, save_compressed=True)
+        tokenizer.save_pretrained(tmp)
+        for name in EXTRA_FILES:
+            if (model_dir / name).exists() and not (tmp / name).exists():
+                shutil.copy2(model_dir / name, tmp / name)
+        (tmp / "recipe.yaml").write_text(recipe_text)
+        protection = verify_protected(model_dir, tmp, ignore) if ignore else None
+        stats = weight_stats(model_dir, tmp)
+        disk = size_on_disk(tmp)
+        if protection and not protection["all_identical"]:
+            msg = (f"protected modules changed by {recipe}: "
+                   f"{sorted({d['module'] for d in protection['differ']})}")
+            if not info.smoothing:
+                raise RuntimeError(msg + " (unexpected for a recipe without smoothing: the checkpoint is not saved)")
+            # smoothing (AWQ / SmoothQuant) rescales weights of smoothed layers even when they are in `ignore`:
+            # kept, and reported in meta.json (protection.all_identical = false)
+            log.warning("%s; smoothing rescales them (see docs/compression.md)", msg)
+
+    return {
+        "recipe": recipe,
+        "recipe_text": recipe_text,
+        "recipe_info": asdict(info),
+        "ignore": ignore,
+        "protected_modules": protected,
+        "sparsity": sparsity,
+        "seed": seed,
+        "calibration": calib_info,
+        "compress_seconds": compress_seconds,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "size_on_disk_bytes": disk,
+        "base_size_on_disk_bytes": size_on_disk(model_dir),
+        **stats,
+        "protection": protection,
+        "cpu_pin_memory_workaround": pin_workaround,
+    }
