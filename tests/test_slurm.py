@@ -1,0 +1,83 @@
+"""profiles/slurm through a real single-node SLURM cluster (scripts/local-slurm/start.sh, run as root; fake GPUs).
+
+The test copies profiles/slurm and changes only the site-specific values (partition names, memory and CPUs that fit
+this node) and the status polling (no accounting daemon here: squeue instead of sacct). Everything else (executor,
+group-components, rule resources -> --gpus) is the project's profile. Slow: ~30-60 s (each SLURM job costs two
+nested Snakemake start-ups)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "slurm"
+
+pytestmark = pytest.mark.slow
+
+
+def _can_start_slurm() -> str | None:
+    if os.geteuid() != 0:
+        return "the local SLURM cluster is started as root (scripts/local-slurm/start.sh)"
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        return "no slurm-wlm and no apt-get to install it"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    why = _can_start_slurm()
+    if why:
+        pytest.skip(why)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "local-slurm" / "start.sh")], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "LRMREPRO_FAKE_GPUS": "2"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    yield
+    # the cluster is left running for later tests / sessions; scripts/local-slurm/stop.sh stops it
+
+
+def local_profile(dest: Path) -> Path:
+    """profiles/slurm with this node's partition and sizes, and squeue status polling."""
+    prof = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    small = {"slurm_partition": "debug", "mem_mb": 200, "runtime": 5}
+    prof["default-resources"] = {**prof["default-resources"], **small, "cpus_per_task": 1}
+    prof["set-resources"] = {rule: {**res, **small, **({"cpus_per_gpu": 1} if "cpus_per_gpu" in res else {})}
+                             for rule, res in prof["set-resources"].items()}
+    prof.update({"slurm-status-command": "squeue", "slurm-init-seconds-before-status-checks": 1, "jobs": 4,
+                 "latency-wait": 5, "retries": 0, "keep-going": False})
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "config.yaml").write_text(yaml.safe_dump(prof))
+    return dest
+
+
+def _lines(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_profile_gpu_requests_groups_and_cpu_jobs(slurm_cluster, tmp_path):
+    work = tmp_path / "wf"
+    shutil.copytree(FIXTURE, work)
+    profile = local_profile(tmp_path / "profile")
+    snakemake = Path(sys.executable).with_name("snakemake")
+    cmd = ["timeout", "-k", "20", "300", str(snakemake), "--profile", str(profile), "--snakefile",
+           str(work / "Snakefile"), "--directory", str(work), "--config", "gpu_model=fake"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = work / "out"
+    a, b, tp, score = (_lines(out / f) for f in ("generate_a.txt", "generate_b.txt", "tp.txt", "score.txt"))
+    # each job ran exactly once
+    assert len(a) == len(b) == len(tp) == len(score) == 1
+    # grouped generation jobs: one SLURM job (one allocation) for both; each component got one GPU
+    assert a[0][0] == b[0][0] != "", (a, b)
+    assert a[0][1] != "unset" and len(a[0][1].split(",")) == 1
+    # tensor parallel = 2: one job, both GPUs visible to it
+    assert tp[0][1] == "0,1", tp
+    assert tp[0][0] not in (a[0][0], score[0][0])
+    # CPU stage: its own SLURM job, no GPU
+    assert score[0][1] == "unset" and score[0][0] != a[0][0]
