@@ -97,6 +97,16 @@ def test_quantization_recipes(tiny, tmp_path, recipe, bits):
     assert "lm_head" in meta["recipe_text"]
     assert "lm_head.weight" in tensor_index(out)  # lm_head stored unquantized
     _check_reload(out)
+    if recipe == "gptq_w4a16":  # transformers runs the dequantized weights: at most 16 levels per group of 128
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(out)
+        assert not hasattr(model.model.layers[1].mlp.down_proj, "weight")  # still packed until the first forward
+        with torch.no_grad():
+            model(torch.tensor([[5, 6, 7]]))  # compressed-tensors decompresses on the first forward
+        w = model.model.layers[1].mlp.down_proj.weight.detach().float()
+        assert max(w[r, g:g + 128].unique().numel() for r in range(4) for g in range(0, w.shape[1], 128)) <= 16
+        assert not torch.equal(w, load_tensor(tensor_index(tiny), "model.layers.1.mlp.down_proj.weight").float())
 
 
 def test_sparsegpt_unstructured_50(tiny, tmp_path):
