@@ -1,14 +1,11 @@
-# Shared by every rule file: configuration validation, wildcard constraints, run expansion, input functions.
+# Shared by all rule files -- configuration validation, wildcard constraints, run expansion, input functions.
 import re
 import sys
 from pathlib import Path
 
-import os
-
-# The package is imported from this checkout, by the Snakefile and by every script it runs.
-_SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+# The Snakefile imports the package from this checkout; scripts import it from the environment, where
+# scripts/setup-env.sh installed this checkout in editable mode.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from snakemake.utils import validate
 
@@ -176,6 +173,30 @@ def pass_at_ks(wildcards):
     return sorted({1, *[2**i for i in range(1, 12) if 2**i <= n]})
 
 
+def compression_experiments():
+    """Experiments comparing compressed variants: more than one compression in the grid."""
+    return [name for name, exp in config["experiments"].items() if len(exp["compressions"]) > 1]
+
+
+def sparsity_experiments():
+    return [name for name in compression_experiments()
+            if any(config["compressions"].get(c, {}).get("sparsity") for c in config["experiments"][name]["compressions"])]
+
+
+def experiment_compressed_names(wildcards):
+    return [c for c in config["experiments"][wildcards.experiment]["compressions"] if c != "none"]
+
+
+def experiment_checkpoints(wildcards):
+    """Compressed checkpoints of the experiment's first model (their meta.json gives bits and sparsity)."""
+    model = config["experiments"][wildcards.experiment]["models"][0]
+    return [f"results/models/{model}/{c}" for c in experiment_compressed_names(wildcards)]
+
+
+def experiment_first_decoding(wildcards):
+    return config["experiments"][wildcards.experiment]["decoding"][0]
+
+
 def figure_formats():
     return config["report"]["figure_formats"]
 
@@ -192,4 +213,8 @@ def final_targets():
             f"results/tables/{name}/table3_std_acc.md",
             f"results/figures/{name}/figure4_std_top1_prob.png",
         ]
+    for name in compression_experiments():
+        targets += [f"results/tables/{name}/compression_main_results.md", f"results/figures/{name}/bits_vs_accuracy.png"]
+    for name in sparsity_experiments():
+        targets += [f"results/figures/{name}/sparsity_sweep.png"]
     return targets

@@ -15,6 +15,8 @@ rule compress:
         seed=config["calibration"]["seed"],
         code=CODE["compress"],
     threads: workflow.cores
+    conda:
+        "../envs/core.yaml"
     log:
         "logs/compress/{model}/{compressed}.log",
     benchmark:

@@ -12,6 +12,8 @@ rule figure_accuracy:
         ),
     params:
         code=CODE["figures"],
+    conda:
+        "../envs/core.yaml"
     log:
         "logs/figures/accuracy.log",
     benchmark:
@@ -44,9 +46,76 @@ rule figures_nondeterminism:
         figure5_pdf="results/figures/{experiment}/figure5_div_index.pdf",
     params:
         code=CODE["figures"],
+    conda:
+        "../envs/core.yaml"
     log:
         "logs/figures_nondeterminism/{experiment}.log",
     benchmark:
         "results/benchmarks/figures_nondeterminism/{experiment}.tsv"
     script:
         "../workflow_scripts/figures_nondeterminism.py"
+
+
+rule compression_info:
+    input:
+        checkpoints=experiment_checkpoints,
+    output:
+        info="results/summary/{experiment}/compression_info.parquet",
+    params:
+        names=experiment_compressed_names,
+        code=CODE["figures"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/compression_info/{experiment}.log",
+    benchmark:
+        "results/benchmarks/compression_info/{experiment}.tsv"
+    script:
+        "../workflow_scripts/compression_info.py"
+
+
+rule figures_compression:
+    input:
+        summary="results/summary/accuracy.parquet",
+        info="results/summary/{experiment}/compression_info.parquet",
+    output:
+        table_md=report("results/tables/{experiment}/compression_main_results.md", category="Compression",
+                        subcategory="{experiment}", labels={"table": "main results"}),
+        table_csv="results/tables/{experiment}/compression_main_results.csv",
+        bits_png=report("results/figures/{experiment}/bits_vs_accuracy.png", caption="../docs/report/bits.rst",
+                        category="Compression", subcategory="{experiment}", labels={"figure": "bits vs accuracy"}),
+        bits_pdf="results/figures/{experiment}/bits_vs_accuracy.pdf",
+    params:
+        runs=experiment_run_refs,
+        decoding=experiment_first_decoding,
+        code=CODE["figures"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/figures_compression/{experiment}.log",
+    benchmark:
+        "results/benchmarks/figures_compression/{experiment}.tsv"
+    script:
+        "../workflow_scripts/figures_compression.py"
+
+
+rule figure_sparsity_sweep:
+    input:
+        summary="results/summary/accuracy.parquet",
+        info="results/summary/{experiment}/compression_info.parquet",
+    output:
+        sparsity_png=report("results/figures/{experiment}/sparsity_sweep.png", caption="../docs/report/sparsity.rst",
+                            category="Compression", subcategory="{experiment}", labels={"figure": "sparsity sweep"}),
+        sparsity_pdf="results/figures/{experiment}/sparsity_sweep.pdf",
+    params:
+        runs=experiment_run_refs,
+        decoding=experiment_first_decoding,
+        code=CODE["figures"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/figure_sparsity_sweep/{experiment}.log",
+    benchmark:
+        "results/benchmarks/figure_sparsity_sweep/{experiment}.tsv"
+    script:
+        "../workflow_scripts/figures_compression.py"

@@ -9,7 +9,7 @@ RUN_FOLDER = "{model}/{compression}/{task}/{precision}/{backend}-p{parallel}-bs{
 rule generate:
     input:
         model=model_checkpoint,
-        items=task_items,
+        tasks=task_items,
     output:
         generations=f"results/generations/{RUN_FOLDER}/generations.parquet",
         meta=f"results/generations/{RUN_FOLDER}/generations.meta.json",
@@ -21,6 +21,8 @@ rule generate:
         prompt_style=prompt_style,
         code=CODE["generate"],
     threads: generation_threads
+    conda:
+        "../envs/core.yaml"
     log:
         f"logs/generate/{RUN_FOLDER}.log",
     benchmark:

@@ -10,6 +10,8 @@ rule train_default_model:
         train=config["train"],
         code=CODE["train"],
     threads: config["train"]["threads"]
+    conda:
+        "../envs/core.yaml"
     log:
         "logs/train_default_model/{model}.log",
     benchmark:
@@ -26,6 +28,8 @@ rule fetch_model:
     params:
         spec=model_spec,
         code=CODE["fetch"],
+    conda:
+        "../envs/core.yaml"
     log:
         "logs/fetch_model/{model}.log",
     benchmark:

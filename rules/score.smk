@@ -4,12 +4,14 @@
 rule score:
     input:
         generations=f"results/generations/{RUN_FOLDER}/generations.parquet",
-        items=task_items,
+        tasks=task_items,
     output:
         scores=f"results/generations/{RUN_FOLDER}/scores.parquet",
         meta=f"results/generations/{RUN_FOLDER}/scores.meta.json",
     params:
         code=CODE["score"],
+    conda:
+        "../envs/core.yaml"
     log:
         f"logs/score/{RUN_FOLDER}.log",
     benchmark:

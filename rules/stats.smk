@@ -16,6 +16,8 @@ rule stats_nondeterminism:
         runs=experiment_run_refs,
         ks=pass_at_ks,
         code=CODE["stats"],
+    conda:
+        "../envs/core.yaml"
     log:
         "logs/stats_nondeterminism/{experiment}.log",
     benchmark:

@@ -13,6 +13,8 @@ rule summarize:
     params:
         runs=all_run_refs(),
         code=CODE["summarize"],
+    conda:
+        "../envs/core.yaml"
     log:
         "logs/summarize/accuracy.log",
     benchmark:

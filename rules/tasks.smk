@@ -3,12 +3,14 @@
 
 rule prepare_task:
     output:
-        items="results/tasks/{task}.parquet",
+        table="results/tasks/{task}.parquet",
         meta="results/tasks/{task}.meta.json",
     params:
         spec=task_spec,
         train=task_needs_model,
         code=CODE["tasks"],
+    conda:
+        "../envs/core.yaml"
     log:
         "logs/prepare_task/{task}.log",
     benchmark:

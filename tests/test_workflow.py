@@ -17,7 +17,7 @@ WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "schemas", "recipes"
 def _snakemake(args, cwd, workflow, check=True, timeout=1500):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(workflow / "Snakefile"), "--directory", str(cwd),
            "--cores", "2", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(workflow / "src")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in (cwd / "logs").rglob("*.log")) if (cwd / "logs").exists() else ""

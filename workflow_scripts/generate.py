@@ -10,7 +10,7 @@ from lrmrepro.runlog import rule_log
 
 with rule_log(snakemake) as log:
     run = dict(snakemake.params.run)
-    items = pl.read_parquet(snakemake.input.items)
+    items = pl.read_parquet(snakemake.input.tasks)
     tokenizer = AutoTokenizer.from_pretrained(snakemake.input.model)
     prompts = build_prompts_for_items(items, snakemake.params.prompt_style, tokenizer)
     decoding = Decoding(**snakemake.params.decoding)

@@ -7,7 +7,7 @@ from lrmrepro.tasks.prepare import prepare_items
 with rule_log(snakemake) as log:
     with Timer() as t:
         items = prepare_items(snakemake.wildcards.task, dict(snakemake.params.spec), dict(snakemake.params.train))
-    io.write_parquet(items, snakemake.output.items)
+    io.write_parquet(items, snakemake.output.table)
     log.info("%d items", items.height)
     write_meta(snakemake.output.meta, "prepare_task", {"spec": dict(snakemake.params.spec), "train": dict(snakemake.params.train)},
                code=snakemake.params.code, wall_seconds=t.seconds, n_items=items.height)

@@ -7,7 +7,7 @@ from lrmrepro.runlog import rule_log
 from lrmrepro.scoring import score_table
 
 with rule_log(snakemake) as log:
-    items = pl.read_parquet(snakemake.input.items)
+    items = pl.read_parquet(snakemake.input.tasks)
     gens = pl.read_parquet(snakemake.input.generations, columns=["id", "sample_idx", "text", "finish_reason"])
     with Timer() as t:
         scores = score_table(items, gens)
