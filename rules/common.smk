@@ -57,7 +57,8 @@ wildcard_constraints:
 
 # --- code fingerprints: a change in a stage's package code reruns that stage and what follows, nothing else
 CODE = {
-    "train": code_fingerprint("models/train.py", "models/tokenizer.py", "tasks/synthetic.py", "prompts.py"),
+    "train": code_fingerprint("models/train.py", "models/train_config.py", "models/tokenizer.py", "tasks/synthetic.py",
+                              "prompts.py"),
     "fetch": code_fingerprint("models/fetch.py"),
     "compress": code_fingerprint("compress"),
     "tasks": code_fingerprint("tasks", "prompts.py"),

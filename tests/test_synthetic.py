@@ -2,7 +2,8 @@ import random
 
 import pytest
 
-from lrmrepro.models.train import TrainConfig, build_corpus, training_questions
+from lrmrepro.models.train import TrainConfig, build_corpus
+from lrmrepro.models.train_config import training_questions
 from lrmrepro.tasks import synthetic
 from lrmrepro.tasks.prepare import synthetic_items
 

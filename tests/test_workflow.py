@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "schemas", "recipes", "docs/report", "src", "profiles"]
+WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "schemas", "recipes", "envs", "docs/report", "src", "profiles"]
 
 
 def _snakemake(args, cwd, workflow, check=True, timeout=1500):

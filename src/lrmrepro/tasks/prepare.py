@@ -22,7 +22,7 @@ def items_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 def synthetic_items(task: str, spec: dict[str, Any], train: dict[str, Any]) -> pl.DataFrame:
     """Held-out items of a synthetic task. Questions the embedded model saw in training (given ``train``, the
     training config) are excluded, so evaluation never tests memorised items."""
-    from ..models.train import TrainConfig, training_questions
+    from ..models.train_config import TrainConfig, training_questions
 
     generator = spec.get("generator", task)
     cfg = TrainConfig.from_dict({**train, "tasks": [generator]}) if train else None

@@ -1,0 +1,59 @@
+"""Configuration of the embedded default model's training, and its training items (no torch import: the task
+preparation stage uses it to keep training questions out of the evaluation items)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..tasks import synthetic
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    vocab_size: int = 640
+    train_per_task: int = 4000
+    fact_repeats: int = 24
+    facts_per_doc: int = 6
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup: int = 60
+    weight_decay: float = 0.01
+    threads: int = 2
+    tasks: tuple[str, ...] = synthetic.TASKS
+
+    def __post_init__(self) -> None:
+        for key in ("hidden_size", "intermediate_size"):
+            if getattr(self, key) % 128:
+                raise ValueError(f"train.{key} must be a multiple of 128 (group-128 quantization), got {getattr(self, key)}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError("train.hidden_size must be divisible by train.num_heads")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError("train.num_heads must be divisible by train.num_kv_heads")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        if "tasks" in d:
+            d["tasks"] = tuple(d["tasks"])
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown train keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+def training_examples(cfg: TrainConfig) -> dict[str, list[synthetic.Example]]:
+    world = synthetic.World(cfg.seed)
+    return {t: synthetic.make_split(t, cfg.train_per_task, cfg.seed, "train", world=world) for t in cfg.tasks}
+
+
+def training_questions(cfg: TrainConfig) -> dict[str, frozenset[str]]:
+    """The question texts seen in training, per task: evaluation items must avoid them."""
+    return {t: frozenset(e.question for e in exs) for t, exs in training_examples(cfg).items()}
