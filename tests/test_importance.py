@@ -306,6 +306,7 @@ def test_spec_ignore_is_topk_expanded_to_fused_groups():
                                                               "model.layers.1.mlp.gate_proj",
                                                               "model.layers.0.self_attn.o_proj"]
     assert select_protected(ranking, weight_fraction=0.2) == []
+    assert "exceeds the weight budget" in protected_spec(ranking, "gptq_w4a16", weight_fraction=0.2)["source"]["note"]
     with pytest.raises(ValueError, match="exactly one"):
         select_protected(ranking)
     with pytest.raises(ValueError, match="behaviour must be one of"):

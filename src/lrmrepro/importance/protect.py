@@ -30,8 +30,10 @@ def protected_spec(ranking: pl.DataFrame, recipe: str, *, k: int | None = None, 
     params = dict(zip(ranking["module"].to_list(), ranking["n_params"].to_list()))
     total = sum(params.values())
     protected = sum(params[m] for m in ignore)
+    note = ("the top-ranked module's fused group alone exceeds the weight budget: nothing is protected"
+            if not ignore else None)
     return {"recipe": recipe, "ignore": ignore,
-            "source": {**(source or {}), "k": k, "weight_fraction": weight_fraction,
+            "source": {**(source or {}), "k": k, "weight_fraction": weight_fraction, "note": note,
                        "protected_params": protected, "decoder_linear_params": total,
                        "protected_fraction": protected / total if total else 0.0,
                        "top": ranking.head(max(len(ignore), 1)).to_dicts()}}
