@@ -8,7 +8,8 @@
 #   5. score      score every generation
 #   6. summarize  accuracy table over all runs
 #   7. stats      nondeterminism statistics across runtime configurations
-#   8. figures    tables and figures, from summary and stats artifacts only
+#   8. importance which modules matter for reasoning; the top ones feed back into step 2 (protection)
+#   9. figures    tables and figures, from summary and stats artifacts only
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -25,6 +26,7 @@ include: "rules/generate.smk"
 include: "rules/score.smk"
 include: "rules/summarize.smk"
 include: "rules/stats.smk"
+include: "rules/importance.smk"
 include: "rules/figures.smk"
 
 

@@ -67,6 +67,7 @@ CODE = {
     "summarize": code_fingerprint("stats/summary.py"),
     "stats": code_fingerprint("stats/nondeterminism.py"),
     "figures": code_fingerprint("figures"),
+    "importance": code_fingerprint("importance"),
 }
 
 
@@ -93,6 +94,17 @@ def protected_modules(wildcards):
 
 def target_sparsity(wildcards):
     return config["compressions"][wildcards.compressed].get("sparsity")
+
+
+def protect_spec_input(wildcards):
+    """The protection loop: a variant with protect_from_importance depends on the importance ranking."""
+    if config["compressions"][wildcards.compressed].get("protect_from_importance"):
+        return f"results/importance/{wildcards.model}/protect_spec.json"
+    return []
+
+
+def quantize_only(wildcards):
+    return config["compressions"][wildcards.compressed].get("only", [])
 
 
 def model_checkpoint(wildcards):
@@ -198,6 +210,49 @@ def experiment_first_decoding(wildcards):
     return config["experiments"][wildcards.experiment]["decoding"][0]
 
 
+# --- importance
+IMPORTANCE = config.get("importance")
+
+
+def importance_reference_run(model, compression):
+    """The run whose traces are labelled: the importance experiment's first precision / runtime, its decoding."""
+    exp = config["experiments"][IMPORTANCE["experiment"]]
+    from lrmrepro.config import Run
+
+    return [
+        Run(model, compression, task, exp["precisions"][0], exp["backend"], exp["parallel"][0], exp["batch_sizes"][0],
+            resolve_hardware(exp["hardware"][0]), IMPORTANCE["decoding"])
+        for task in IMPORTANCE["tasks"]
+    ]
+
+
+def importance_generations(wildcards):
+    return [r.generations for r in importance_reference_run(wildcards.model, wildcards.compression)]
+
+
+def protection_base_scores(wildcards):
+    return f"results/importance/{IMPORTANCE['models'][0]}/none/scores.parquet"
+
+
+def protection_summary(wildcards):
+    name = IMPORTANCE["protection_figure"].get("experiment", IMPORTANCE["experiment"])
+    return f"results/summary/{name}/accuracy.parquet"
+
+
+def importance_targets():
+    if not IMPORTANCE:
+        return []
+    out = []
+    for model in IMPORTANCE["models"]:
+        out.append(f"results/figures/importance/{model}/none/heatmap.png")
+        out += [f"results/figures/importance/{model}/{c}/change_vs_base.png" for c in IMPORTANCE["compare"]]
+        if IMPORTANCE.get("protect"):
+            out.append(f"results/importance/{model}/protect_spec.json")
+    if IMPORTANCE.get("protection_figure"):
+        out.append("results/figures/importance/protection.png")
+    return out
+
+
 def figure_formats():
     return config["report"]["figure_formats"]
 
@@ -218,4 +273,4 @@ def final_targets():
         targets += [f"results/tables/{name}/compression_main_results.md", f"results/figures/{name}/bits_vs_accuracy.png"]
     for name in sparsity_experiments():
         targets += [f"results/figures/{name}/sparsity_sweep.png"]
-    return targets
+    return targets + importance_targets()

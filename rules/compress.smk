@@ -5,11 +5,13 @@
 rule compress:
     input:
         model=base_checkpoint,
+        protect_spec=protect_spec_input,
     output:
         model=directory("results/models/{model}/{compressed}"),
     params:
         recipe=recipe_name,
         ignore=protected_modules,
+        only=quantize_only,
         sparsity=target_sparsity,
         calibration=config["calibration"],
         seed=config["calibration"]["seed"],

@@ -76,7 +76,7 @@ rule compression_info:
 
 rule figures_compression:
     input:
-        summary="results/summary/accuracy.parquet",
+        summary="results/summary/{experiment}/accuracy.parquet",
         info="results/summary/{experiment}/compression_info.parquet",
     output:
         table_md=report("results/tables/{experiment}/compression_main_results.md", category="Compression",
@@ -86,7 +86,6 @@ rule figures_compression:
                         category="Compression", subcategory="{experiment}", labels={"figure": "bits vs accuracy"}),
         bits_pdf="results/figures/{experiment}/bits_vs_accuracy.pdf",
     params:
-        runs=experiment_run_refs,
         decoding=experiment_first_decoding,
         code=CODE["figures"],
     conda:
@@ -101,14 +100,13 @@ rule figures_compression:
 
 rule figure_sparsity_sweep:
     input:
-        summary="results/summary/accuracy.parquet",
+        summary="results/summary/{experiment}/accuracy.parquet",
         info="results/summary/{experiment}/compression_info.parquet",
     output:
         sparsity_png=report("results/figures/{experiment}/sparsity_sweep.png", caption="../docs/report/sparsity.rst",
                             category="Compression", subcategory="{experiment}", labels={"figure": "sparsity sweep"}),
         sparsity_pdf="results/figures/{experiment}/sparsity_sweep.pdf",
     params:
-        runs=experiment_run_refs,
         decoding=experiment_first_decoding,
         code=CODE["figures"],
     conda:

@@ -21,3 +21,21 @@ rule summarize:
         "results/benchmarks/summarize/accuracy.tsv"
     script:
         "../workflow_scripts/summarize.py"
+
+
+rule summarize_experiment:
+    input:
+        summary="results/summary/accuracy.parquet",
+    output:
+        summary="results/summary/{experiment}/accuracy.parquet",
+    params:
+        runs=experiment_run_refs,
+        code=CODE["summarize"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/summarize_experiment/{experiment}.log",
+    benchmark:
+        "results/benchmarks/summarize_experiment/{experiment}.tsv"
+    script:
+        "../workflow_scripts/summarize_experiment.py"

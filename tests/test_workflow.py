@@ -56,10 +56,10 @@ def finished_run(tmp_path_factory):
 def test_tables_and_figures_are_produced(finished_run):
     workflow, run = finished_run
     summary = pl.read_parquet(run / "results/summary/accuracy.parquet")
-    # .test grid: precision_grid 2 tasks x 2 precisions x 2 batch sizes = 8 runs; compression: 2 variants x 2
-    # decodings = 4 runs; the fp32/bs6/greedy/arith point is shared by both grids -> 11 distinct runs
-    assert summary.height == 11
-    assert set(summary.get_column("compression")) == {"none", "rtn_w8a16"}
+    # .test grid: precision_grid 2 tasks x 2 precisions x 2 batch sizes = 8 runs; compression: 3 variants x 2
+    # decodings = 6 runs; the fp32/bs6/greedy/arith point is shared by both grids -> 13 distinct runs
+    assert summary.height == 13
+    assert set(summary.get_column("compression")) == {"none", "rtn_w8a16", "rtn_w8a16_protected"}
     assert summary.get_column("accuracy").is_between(0, 1).all()
     assert (summary.get_column("n_items") == 6).all()
     sampled = summary.filter(pl.col("decoding") == "sample")
@@ -69,12 +69,29 @@ def test_tables_and_figures_are_produced(finished_run):
     assert (run / "results/figures/accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run / "results/figures/accuracy.pdf").read_bytes()[:4] == b"%PDF"
     assert "| model |" in (run / "results/summary/accuracy.md").read_text()
+    # nondeterminism statistics, Tables 3-5 and Figures 4-5
+    metrics = pl.read_parquet(run / "results/stats/precision_grid/metrics.parquet")
+    assert metrics.height == 4  # 2 tasks x 2 precisions
+    assert (metrics.get_column("n_configs") == 2).all()
+    assert "std_acc" in metrics.columns and "div_index_mean" in metrics.columns
+    for name in ("table3_std_acc.md", "table4_std_output_length.md", "table5_pass1_std.md"):
+        assert (run / "results/tables/precision_grid" / name).exists()
+    for name in ("figure4_std_top1_prob.png", "figure5_div_index.png"):
+        assert (run / "results/figures/precision_grid" / name).stat().st_size > 1000
+    # compression table and figure
+    table = (run / "results/tables/compression/compression_main_results.md").read_text()
+    assert "rtn_w8a16" in table
+    assert (run / "results/figures/compression/bits_vs_accuracy.png").exists()
+    # importance: heatmap, change vs base, protection spec, protection figure
+    assert (run / "results/figures/importance/default/none/heatmap.png").exists()
+    assert (run / "results/figures/importance/default/rtn_w8a16/change_vs_base.png").exists()
+    assert (run / "results/figures/importance/protection.png").exists()
 
 
 def test_every_artifact_has_provenance(finished_run):
     _, run = finished_run
     metas = list((run / "results/generations").rglob("generations.meta.json"))
-    assert len(metas) == 11
+    assert len(metas) == 13
     meta = json.loads(metas[0].read_text())
     for key in ("config_hash", "code_fingerprint", "packages", "hardware", "git_commit", "wall_seconds", "tokens_per_s"):
         assert key in meta
@@ -83,6 +100,11 @@ def test_every_artifact_has_provenance(finished_run):
     assert model_meta["stage"] == "train_default_model" and model_meta["n_parameters"] > 0
     comp_meta = json.loads((run / "results/models/default/rtn_w8a16/meta.json").read_text())
     assert comp_meta["stage"] == "compress"
+    # the protection loop closed: the protected variant keeps the importance stage's top module(s) untouched
+    spec = json.loads((run / "results/importance/default/protect_spec.json").read_text())
+    prot_meta = json.loads((run / "results/models/default/rtn_w8a16_protected/meta.json").read_text())
+    assert spec["ignore"] and prot_meta["config"]["ignore"] == spec["ignore"]
+    assert prot_meta["protection"]["all_identical"] is True
     for log in ("train_default_model/default.log", "summarize/accuracy.log"):
         assert (run / "logs" / log).stat().st_size > 0
 
@@ -101,7 +123,7 @@ def test_scoring_code_change_reruns_scoring_not_generation(finished_run):
         planned = _planned_rules(run, workflow)
     finally:
         scoring.write_text(original)
-    assert planned.get("score") == 11
+    assert planned.get("score") == 13
     assert "summarize" in planned
     assert "generate" not in planned and "train_default_model" not in planned and "compress" not in planned
 

@@ -1,15 +1,12 @@
 """Rules figures_compression / figure_sparsity_sweep: the main results table and the bits-vs-accuracy figure, or
-the sparsity sweep, from the summary and compression info tables only (restricted to the experiment's runs)."""
+the sparsity sweep, from the experiment's summary and compression info tables only."""
 import polars as pl
 
 from lrmrepro.figures.compression import bits_accuracy_figure, sparsity_sweep_figure, write_main_results
 from lrmrepro.runlog import rule_log
-from lrmrepro.stats.summary import LABELS
 
 with rule_log(snakemake):
-    runs = pl.DataFrame([{k: r[k] for k in LABELS} for r in snakemake.params.runs])
-    summary = pl.read_parquet(snakemake.input.summary).join(runs, on=LABELS, how="semi")
-    summary = summary.filter(pl.col("decoding") == snakemake.params.decoding)
+    summary = pl.read_parquet(snakemake.input.summary).filter(pl.col("decoding") == snakemake.params.decoding)
     info = pl.read_parquet(snakemake.input.info)
     out = snakemake.output
     if "table_md" in out.keys():

@@ -85,6 +85,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
         raise ConfigError(_explain(best))
     _fill_defaults(config, schema, schema)
     _check_references(config)
+    _check_importance(config)
     return config
 
 
@@ -111,6 +112,31 @@ def _check_references(config: dict) -> None:
             d = config["decoding"][dname]
             if d["temperature"] == 0 and d["n"] != 1:
                 raise ConfigError(f"config key decoding.{dname}.n: greedy decoding (temperature 0) needs n = 1")
+
+
+def _check_importance(config: dict) -> None:
+    imp = config.get("importance")
+    needs = [n for n, c in config.get("compressions", {}).items() if c.get("protect_from_importance")]
+    if imp is None:
+        if needs:
+            raise ConfigError(f"config key compressions.{needs[0]}.protect_from_importance: needs an `importance` section")
+        return
+    for key, allowed in (("experiment", list(config["experiments"])), ("decoding", list(config["decoding"]))):
+        if imp[key] not in allowed:
+            raise ConfigError(f"config key importance.{key}: {imp[key]!r} is not defined; allowed values: {', '.join(allowed)}")
+    for key, allowed in (("tasks", list(config["tasks"])), ("models", list(config["models"])),
+                         ("compare", list(config.get("compressions", {})))):
+        for i, v in enumerate(imp.get(key, [])):
+            if v not in allowed:
+                raise ConfigError(f"config key importance.{key}[{i}]: {v!r} is not defined; allowed values: {', '.join(allowed)}")
+    protect = imp.get("protect", {})
+    if needs and len([k for k in ("k", "weight_fraction") if k in protect]) != 1:
+        raise ConfigError("config key importance.protect: give exactly one of k, weight_fraction "
+                          f"(compressions {', '.join(needs)} protect the importance stage's top modules)")
+    for name in config.get("compressions", {}):
+        c = config["compressions"][name]
+        if c.get("only") and (c.get("ignore") or c.get("protect_from_importance")):
+            raise ConfigError(f"config key compressions.{name}.only: cannot be combined with ignore / protect_from_importance")
 
 
 def load_config(path: str | Path) -> dict:

@@ -1,0 +1,155 @@
+# 6. importance: which weights matter for reasoning. Behaviour segments of reasoning traces are labelled
+#    (cue phrases); every decoder linear module is scored by difference of means and attribution patching;
+#    base vs compressed importance is compared; the top modules feed back into compression (protection loop).
+
+
+rule importance_traces:
+    input:
+        generations=importance_generations,
+    output:
+        traces="results/importance/{model}/{compression}/traces.parquet",
+    params:
+        code=CODE["importance"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/importance_traces/{model}/{compression}.log",
+    benchmark:
+        "results/benchmarks/importance_traces/{model}/{compression}.tsv"
+    script:
+        "../workflow_scripts/importance_traces.py"
+
+
+rule importance_label:
+    input:
+        generations="results/importance/{model}/{compression}/traces.parquet",
+        model=model_checkpoint,
+    output:
+        spans="results/importance/{model}/{compression}/spans.parquet",
+    params:
+        labeller=config.get("importance", {}).get("labeller", "rules"),
+        code=CODE["importance"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/importance_label/{model}/{compression}.log",
+    benchmark:
+        "results/benchmarks/importance_label/{model}/{compression}.tsv"
+    script:
+        "../workflow_scripts/importance_label.py"
+
+
+rule importance_scores:
+    input:
+        model=model_checkpoint,
+        generations="results/importance/{model}/{compression}/traces.parquet",
+        spans="results/importance/{model}/{compression}/spans.parquet",
+    output:
+        scores="results/importance/{model}/{compression}/scores.parquet",
+        vectors="results/importance/{model}/{compression}/dom_vectors.safetensors",
+    params:
+        negative=config.get("importance", {}).get("negative", "tokens"),
+        max_tokens=config.get("importance", {}).get("max_tokens"),
+        code=CODE["importance"],
+    threads: workflow.cores
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/importance_scores/{model}/{compression}.log",
+    benchmark:
+        "results/benchmarks/importance_scores/{model}/{compression}.tsv"
+    script:
+        "../workflow_scripts/importance_scores.py"
+
+
+rule importance_protect:
+    input:
+        scores="results/importance/{model}/none/scores.parquet",
+    output:
+        spec="results/importance/{model}/protect_spec.json",
+    params:
+        recipe="any",
+        score=config.get("importance", {}).get("score", "attribution"),
+        behaviour=config.get("importance", {}).get("behaviour", "mean"),
+        k=config.get("importance", {}).get("protect", {}).get("k"),
+        weight_fraction=config.get("importance", {}).get("protect", {}).get("weight_fraction"),
+        code=CODE["importance"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/importance_protect/{model}.log",
+    benchmark:
+        "results/benchmarks/importance_protect/{model}.tsv"
+    script:
+        "../workflow_scripts/importance_protect.py"
+
+
+rule importance_heatmap:
+    input:
+        scores="results/importance/{model}/{compression}/scores.parquet",
+    output:
+        heatmap=report(
+            expand("results/figures/importance/{{model}}/{{compression}}/heatmap.{ext}", ext=figure_formats()),
+            caption="../docs/report/importance.rst", category="Importance", subcategory="{model} / {compression}",
+        ),
+    params:
+        value=config.get("importance", {}).get("score", "attribution"),
+        code=CODE["figures"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/importance_heatmap/{model}/{compression}.log",
+    benchmark:
+        "results/benchmarks/importance_heatmap/{model}/{compression}.tsv"
+    script:
+        "../workflow_scripts/importance_figures.py"
+
+
+rule importance_change:
+    input:
+        scores="results/importance/{model}/{compressed}/scores.parquet",
+        base_scores="results/importance/{model}/none/scores.parquet",
+    output:
+        heatmap=expand("results/figures/importance/{{model}}/{{compressed}}/heatmap_of_change.{ext}",
+                       ext=figure_formats()),
+        change=report(
+            expand("results/figures/importance/{{model}}/{{compressed}}/change_vs_base.{ext}", ext=figure_formats()),
+            caption="../docs/report/importance_change.rst", category="Importance", subcategory="{model} / {compressed}",
+        ),
+    params:
+        value=config.get("importance", {}).get("score", "attribution"),
+        code=CODE["figures"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/importance_change/{model}/{compressed}.log",
+    benchmark:
+        "results/benchmarks/importance_change/{model}/{compressed}.tsv"
+    script:
+        "../workflow_scripts/importance_figures.py"
+
+
+rule protection_figure:
+    input:
+        accuracy=protection_summary,
+        scores=protection_base_scores,
+    output:
+        heatmap=expand("results/figures/importance/protection_ranking.{ext}", ext=figure_formats()),
+        protection=report(
+            expand("results/figures/importance/protection.{ext}", ext=figure_formats()),
+            caption="../docs/report/protection.rst", category="Importance",
+        ),
+    params:
+        value=config.get("importance", {}).get("score", "attribution"),
+        uncompressed="none",
+        unprotected=config.get("importance", {}).get("protection_figure", {}).get("unprotected"),
+        protected=config.get("importance", {}).get("protection_figure", {}).get("protected"),
+        code=CODE["figures"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/protection_figure/protection.log",
+    benchmark:
+        "results/benchmarks/protection_figure/protection.tsv"
+    script:
+        "../workflow_scripts/importance_figures.py"
