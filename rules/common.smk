@@ -1,4 +1,5 @@
 # Shared by all rule files -- configuration validation, wildcard constraints, run expansion, input functions.
+import json
 import re
 import sys
 from pathlib import Path
@@ -9,7 +10,9 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from snakemake.utils import validate
 
-from lrmrepro.config import expand_runs, validate_config
+from snakemake.exceptions import WorkflowError
+
+from lrmrepro.config import expand_runs, validate_config, vllm_python
 from lrmrepro.fingerprint import code_fingerprint
 from lrmrepro.provenance import hardware_label
 
@@ -34,7 +37,6 @@ RUNS = expand_runs(config, resolve_hardware=resolve_hardware)
 EXPERIMENT_RUNS = {
     name: expand_runs(config, name, resolve_hardware=resolve_hardware) for name in config["experiments"]
 }
-RUN_INDEX = {(r.folder): r for r in RUNS}
 
 
 def _alternatives(names):
@@ -47,7 +49,7 @@ wildcard_constraints:
     compressed=_alternatives(config["compressions"]) or "(?!)",
     task=_alternatives(config["tasks"]),
     precision="bf16|fp16|fp32|layercast",
-    backend="transformers|vllm",
+    backend="transformers|vllm_batch_invariant|vllm",
     parallel=r"\d+",
     batch=r"\d+",
     hw=r"[A-Za-z0-9-]+",
@@ -141,6 +143,56 @@ def prompt_style(wildcards):
 def generation_threads(wildcards):
     """transformers: `parallel` is the number of CPU threads; vLLM: GPUs (CPU cores come from the profile)."""
     return int(wildcards.parallel) if wildcards.backend == "transformers" else 1
+
+
+# --- vLLM generation (its own environment: vLLM and llm-compressor pin different compressed-tensors)
+# The interpreter of the vLLM environment; scripts/setup-env-vllm.sh creates .venvs/vllm-cpu. On a cluster,
+# point LRMREPRO_VLLM_PYTHON at the GPU environment's python (envs/vllm-gpu.txt).
+VLLM_PYTHON = vllm_python(workflow.basedir)
+
+
+def run_labels_json(wildcards):
+    return json.dumps(run_labels(wildcards), sort_keys=True)
+
+
+def decoding_json(wildcards):
+    return json.dumps(decoding_spec(wildcards), sort_keys=True)
+
+
+def batch_invariant_flag(wildcards):
+    return "--batch-invariant" if wildcards.backend == "vllm_batch_invariant" else ""
+
+
+def on_cpu(hardware):
+    return hardware.startswith("cpu-")
+
+
+def gpu_count(wildcards):
+    """SLURM `--gpus`: the tensor-parallel size of a vLLM run on GPU hardware, none for CPU hardware."""
+    return 0 if on_cpu(wildcards.hw) else int(wildcards.parallel)
+
+
+def gpu_model(wildcards):
+    """SLURM GPU type: the hardware label itself (name cluster hardware labels after the gres GPU types)."""
+    return "" if on_cpu(wildcards.hw) else wildcards.hw
+
+
+def check_vllm_runs():
+    """Refuse, before anything runs, vLLM runs that vLLM cannot execute (e.g. W4A16 on vllm-cpu)."""
+    from lrmrepro.generate.vllm_backend import UnsupportedRun, check_supported, scheme_of_recipe
+
+    for run in RUNS:
+        if not run.backend.startswith("vllm"):
+            continue
+        scheme = "none"
+        if run.compression != "none":
+            entry = config["compressions"][run.compression]
+            scheme = scheme_of_recipe(Path(workflow.basedir) / "recipes" / f"{entry['recipe']}.yaml")
+        try:
+            check_supported(run.precision, scheme, "cpu" if on_cpu(run.hardware) else "cuda",
+                            batch_invariant=run.backend == "vllm_batch_invariant")
+        except UnsupportedRun as err:
+            raise WorkflowError(f"run {run.folder} cannot be executed by vLLM: {err}") from None
 
 
 def run_labels(wildcards):
@@ -274,3 +326,6 @@ def final_targets():
     for name in sparsity_experiments():
         targets += [f"results/figures/{name}/sparsity_sweep.png"]
     return targets + importance_targets()
+
+
+check_vllm_runs()

