@@ -49,6 +49,7 @@ rule importance_scores:
         vectors="results/importance/{model}/{compression}/dom_vectors.safetensors",
     params:
         negative=config.get("importance", {}).get("negative", "tokens"),
+        behaviours=config.get("importance", {}).get("behaviours"),
         max_tokens=config.get("importance", {}).get("max_tokens"),
         code=CODE["importance"],
     threads: workflow.cores

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from lrmrepro.importance.behaviours import BEHAVIOURS
 from lrmrepro.importance.run import score_model
 from lrmrepro.provenance import Timer, write_meta
 from lrmrepro.runlog import rule_log
@@ -19,9 +20,11 @@ with rule_log(snakemake) as log:
            "max_tokens": getattr(p, "max_tokens", None),
            "max_segments_per_behaviour": getattr(p, "max_segments_per_behaviour", None)}
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    behaviours = tuple(getattr(p, "behaviours", None) or BEHAVIOURS)
     with Timer() as t:
         info = score_model(snakemake.input.model, snakemake.input.generations, snakemake.input.spans,
-                           snakemake.output.scores, snakemake.output.vectors, device=device, **cfg)
+                           snakemake.output.scores, snakemake.output.vectors, device=device, behaviours=behaviours,
+                           **cfg)
     log.info("DoM %.1f s, attribution %.1f s", info["dom_seconds"], info["attribution_seconds"])
     write_meta(Path(snakemake.output.scores).with_suffix(".meta.json"), "importance_scores", cfg, code=p.code,
                wall_seconds=t.seconds, device=device, **info)

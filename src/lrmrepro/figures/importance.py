@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from ..importance.behaviours import BEHAVIOURS  # noqa: E402
+from ..importance.behaviours import LABELS  # noqa: E402
 from ..importance.hooks import MODULE_TYPES  # noqa: E402
 from ..importance.ranking import importance_change  # noqa: E402
 from .accuracy import save_figure  # noqa: E402
@@ -38,9 +38,9 @@ def heatmap_grid(scores: pl.DataFrame, value: str, behaviour: str) -> tuple[np.n
 
 def _heatmaps(scores: pl.DataFrame, value: str, outputs: Sequence[str | Path], title: str, cmap: str,
               symmetric: bool) -> None:
-    behaviours = [b for b in BEHAVIOURS if b in scores["behaviour"].unique().to_list()]
+    behaviours = [b for b in LABELS if b in scores["behaviour"].unique().to_list()]
     if not behaviours:
-        raise ValueError(f"importance heatmap: no rows for any behaviour of {BEHAVIOURS}")
+        raise ValueError(f"importance heatmap: no rows for any behaviour of {LABELS}")
     fig, axes = plt.subplots(1, len(behaviours), figsize=(3.2 * len(behaviours) + 1, 0.35 * scores["layer"].n_unique() + 2),
                              squeeze=False)
     for ax, b in zip(axes[0], behaviours):

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import polars as pl
 
-from .behaviours import BEHAVIOURS
+from .behaviours import BEHAVIOURS, LABELS
 
 SCORES = ("attribution", "attribution_mean_abs", "dom_score", "dom_norm")
 FUSED_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
@@ -33,8 +33,8 @@ def rank_modules(scores: Any, score: str = "attribution", behaviour: str = "mean
         raise ValueError(f"score {score!r} not in the scores table; allowed: "
                          f"{', '.join(c for c in SCORES if c in df.columns)}")
     if behaviour != "mean":
-        if behaviour not in BEHAVIOURS:
-            raise ValueError(f"behaviour must be one of {', '.join(BEHAVIOURS)} or 'mean', got {behaviour!r}")
+        if behaviour not in LABELS:
+            raise ValueError(f"behaviour must be one of {', '.join(LABELS)} or 'mean', got {behaviour!r}")
         df = df.filter(pl.col("behaviour") == behaviour)
     df = df.with_row_index("_order").filter(pl.col(score).is_not_nan() & pl.col(score).is_not_null())
     if df.height == 0:

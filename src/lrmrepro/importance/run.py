@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from .. import io
 from .attribution import attribution_patching
-from .behaviours import BEHAVIOURS, SPAN_SCHEMA, judge_labeller, label_generations
+from .behaviours import BEHAVIOURS, LABELS, SPAN_SCHEMA, judge_labeller, label_generations
 from .dom import difference_of_means, save_vectors
 from .protect import protected_spec, single_module_specs, write_spec
 from .ranking import SCORES, rank_modules
@@ -54,9 +54,9 @@ def score_model(model_dir: str | os.PathLike, generations_path: str | os.PathLik
     from ..precision import load_model
 
     behaviours = tuple(behaviours)
-    unknown = [b for b in behaviours if b not in BEHAVIOURS]
+    unknown = [b for b in behaviours if b not in LABELS]
     if unknown:
-        raise ValueError(f"unknown behaviours {unknown}; allowed: {', '.join(BEHAVIOURS)}")
+        raise ValueError(f"unknown behaviours {unknown}; allowed: {', '.join(LABELS)}")
     gens = pq.read_table(generations_path, columns=["id", "sample_idx", "prompt", "text"])
     spans = pq.read_table(spans_path)
     tok = load_tokenizer(model_dir)
