@@ -49,6 +49,8 @@ def finished_run(tmp_path_factory):
     run = base / "run"
     run.mkdir()
     shutil.copy2(ROOT / ".test" / "config.yaml", run / "config.yaml")
+    (run / "data").mkdir()
+    shutil.copy2(ROOT / "tests/fixtures/benchmarks/gsm8k_test.jsonl", run / "data/gsm8k_test.jsonl")
     _snakemake([], run, workflow)
     return workflow, run
 
@@ -136,3 +138,12 @@ def test_figures_regenerate_from_artifacts_alone(finished_run):
     assert planned == {"figure_accuracy": 1, "all": 1}
     _snakemake([], run, workflow)
     assert (run / "results/figures/accuracy.png").exists()
+
+
+def test_benchmark_task_is_prepared_by_the_workflow(finished_run):
+    workflow, run = finished_run
+    _snakemake(["results/tasks/gsm8k.parquet"], run, workflow)
+    items = pl.read_parquet(run / "results/tasks/gsm8k.parquet")
+    assert items.height == 3
+    assert set(items.get_column("answer_format")) == {"boxed_int"}
+    assert items.get_column("gold").str.contains(r"^-?\d+$").all()

@@ -62,17 +62,18 @@ class Example:
 
 # --------------------------------------------------------------------------------------------- arith
 def arith(rng: random.Random, style_noise: bool = True) -> Example:
-    """Multi-step integer arithmetic, evaluated left to right: ``Compute 12 + 7 - 5 + 3.``"""
+    """Multi-step integer arithmetic on one-digit operands, evaluated left to right, every intermediate value in
+    0..19: ``Compute 7 + 5 - 3 + 8.``"""
     n_ops = rng.randint(2, 3)
-    value = rng.randint(2, 30)
+    value = rng.randint(1, 9)
     expr = str(value)
     lines = [f"Start with {value}."]
     for _ in range(n_ops):
-        if value >= 10 and rng.random() < 0.5:
-            k = rng.randint(1, 9)
+        k = rng.randint(1, 9)
+        # stay within 0..19: subtract from two-digit values, add to one-digit ones (random in between)
+        if value >= 10 + k or (value >= k and rng.random() < 0.4):
             op, new = "-", value - k
         else:
-            k = rng.randint(1, 9)
             op, new = "+", value + k
         expr += f" {op} {k}"
         if style_noise and rng.random() < 0.08:
@@ -108,12 +109,14 @@ def timeline(rng: random.Random, style_noise: bool = True) -> Example:
     facts = [f"{person} woke up at {bounds[0]}."]
     for i in range(n_slots):
         if i != free:
-            facts.append(f"{witnesses[i]} saw {person} {acts[i]} from {slots[i]}.")
+            facts.append(f"From {slots[i]}, {witnesses[i]} saw {person} {acts[i]}.")
     facts.append(f"The {place} was closed after {bounds[-1]}.")
     order = list(range(n_slots))
     rng.shuffle(order)
     letters = "ABCD"
-    options = " ".join(f"({letters[j]}) {slots[order[j]]}" for j in range(n_slots))
+    # value before letter ("6am to 7am (A)"): the slot -> letter look-up then copies forward, which a tiny model
+    # learns far sooner than the backward copy that BBH's "(A) 6am to 7am" layout needs
+    options = ", ".join(f"{slots[order[j]]} ({letters[j]})" for j in range(n_slots)) + "."
     answer = letters[order.index(free)]
     question = (
         f"Today, {person} went to the {place}. Between what times could they have gone? We know that: "
@@ -173,9 +176,9 @@ class World:
     languages. ``facts()`` lists every fact as a sentence."""
 
     seed: int
-    n_people: int = 160
-    n_cities: int = 24
-    n_countries: int = 6
+    n_people: int = 96
+    n_cities: int = 16
+    n_countries: int = 4
     people: list[str] = field(default_factory=list)
     cities: list[str] = field(default_factory=list)
     countries: list[str] = field(default_factory=list)
