@@ -338,6 +338,155 @@ def _vllm_version() -> str:
     return vllm.__version__
 
 
+def needed_model_len(model_dir: str | Path, token_counts: Sequence[int], max_new_tokens: int) -> int:
+    """The engine's ``max_model_len``: longest prompt + ``max_new_tokens`` rounded up to 256, capped by the model.
+    Only the KV-cache size depends on it (smaller memory on CPU), not the numerics."""
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    model_max = cfg.get("max_position_embeddings")
+    longest = max(token_counts, default=1)
+    want = longest + max_new_tokens
+    if model_max is not None and want > model_max:
+        raise ValueError(f"longest prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
+                         f"model's max_position_embeddings ({model_max})")
+    return min(model_max or want, -(-want // 256) * 256)
+
+
+class VllmGenerator:
+    """One vLLM engine for one (model, precision, runtime, decoding seed / n): ``generate_table`` may be called for
+    several prompt sets (e.g. every task of a grid point) without reloading the model.
+
+    ``max_model_len`` must cover the longest prompt + max_new_tokens of every later call (``needed_model_len``).
+    Raises ``UnsupportedRun`` before loading anything when the combination cannot run."""
+
+    def __init__(self, model_dir: str | Path, *, precision: str, parallel: int, batch_size: int, n: int = 1,
+                 seed: int = 0, max_model_len: int, batch_invariant: bool = False, enforce_eager: bool | None = None,
+                 cache_root: str | Path | None = None) -> None:
+        if parallel < 1 or batch_size < 1:
+            raise ValueError(f"parallel and batch_size must be >= 1, got {parallel}, {batch_size}")
+        self.model_dir = Path(model_dir)
+        self.device = detect_device()
+        if self.device == "cpu" and parallel != 1:
+            raise UnsupportedRun(f"runtime parallel={parallel} means tensor-parallel GPUs on the vllm backend; "
+                                 "on CPU use 1")
+        self.scheme = scheme_of_checkpoint(self.model_dir)
+        check_supported(precision, self.scheme, self.device, batch_invariant=batch_invariant)
+        if batch_invariant and self.device == "cuda":
+            check_batch_invariant_gpu()
+        self.env = prepare_environment(self.device, batch_invariant=batch_invariant, cache_root=cache_root)
+        self.eager = (self.device == "cpu") if enforce_eager is None else enforce_eager
+        if precision == "layercast":
+            _register_layercast(parallel)
+        self.precision, self.parallel, self.batch_size = precision, parallel, batch_size
+        self.n, self.seed, self.batch_invariant, self.max_model_len = n, seed, batch_invariant, max_model_len
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.kwargs = engine_kwargs(self.model_dir, precision, parallel, batch_size,
+                                    Decoding(max_new_tokens=1, temperature=1.0 if n > 1 else 0.0, n=n, seed=seed),
+                                    max_model_len, self.eager)
+        from vllm import LLM
+
+        t0 = time.perf_counter()
+        self.llm = LLM(**self.kwargs)
+        self.load_seconds = time.perf_counter() - t0
+        try:
+            described = self.llm.collective_rpc("lrmrepro_describe")
+        except Exception as exc:  # introspection must never fail a generation job
+            log.warning("could not describe the vLLM workers: %s", exc)
+            described = []
+        self.described = described[0] if described else {}
+
+    def engine_meta(self) -> dict[str, Any]:
+        sched = self.llm.llm_engine.vllm_config.scheduler_config
+        return {
+            "backend": "vllm",
+            "vllm_version": _vllm_version(),
+            "device": self.device,
+            **(gpu_info() if self.device == "cuda" else {"gpu_names": [], "gpu_driver": None}),
+            "compression_scheme": self.scheme,
+            "dtype": self.kwargs["dtype"],
+            "quantization": self.kwargs.get("quantization"),
+            "tensor_parallel_size": self.parallel,
+            "max_num_seqs": self.kwargs["max_num_seqs"],
+            "max_num_batched_tokens": getattr(sched, "max_num_batched_tokens", None),
+            "chunked_prefill": getattr(sched, "enable_chunked_prefill", None),
+            "max_model_len": self.max_model_len,
+            "enforce_eager": self.eager,
+            "VLLM_BATCH_INVARIANT": self.env["VLLM_BATCH_INVARIANT"],
+            "vllm_env": {k: os.environ[k] for k in sorted(os.environ)
+                         if k.startswith("VLLM_") and not re.search("KEY|TOKEN|SECRET|PASS", k)},
+            "attention_backends": self.described.get("attention_backends"),
+            "param_bytes_by_dtype": self.described.get("param_bytes_by_dtype"),
+            "decoder_matrix_bytes_by_dtype": self.described.get("decoder_matrix_bytes_by_dtype"),
+            "model_load_seconds": self.load_seconds,
+        }
+
+    def encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        return [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+    def generate_table(self, prompts: Sequence[str], ids: Sequence[str], *, decoding: Decoding, output: str | Path,
+                       progress: bool = True) -> dict[str, Any]:
+        """Generate for all prompts and write ``output``; finished chunks of an interrupted run are skipped."""
+        if len(prompts) != len(ids):
+            raise ValueError("prompts and ids differ in length")
+        if decoding.n != self.n or decoding.seed != self.seed:
+            raise ValueError(f"this engine was built for n={self.n}, seed={self.seed}; got decoding {decoding}")
+        encoded = self.encode(prompts)
+        needed_model_len(self.model_dir, [len(e) for e in encoded], decoding.max_new_tokens)
+        if max((len(e) for e in encoded), default=0) + decoding.max_new_tokens > self.max_model_len:
+            raise ValueError(f"prompts + max_new_tokens exceed the engine's max_model_len {self.max_model_len}")
+        from vllm.inputs import TokensPrompt
+
+        spans = chunks(len(prompts), self.batch_size)
+        key = store_key(self.model_dir, prompts, ids, precision=self.precision, parallel=self.parallel,
+                        batch_size=self.batch_size, decoding=decoding, device=self.device,
+                        batch_invariant=self.batch_invariant, enforce_eager=self.eager, vllm_version=_vllm_version())
+        store = ChunkStore(output, key)
+        resumed = store.finished_chunks()
+        if resumed:
+            log.info("resuming: %d of %d chunks already generated", len(resumed), len(spans))
+        todo = [(i, s) for i, s in enumerate(spans) if not store.done(i)]
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(spans), initial=len(spans) - len(todo), mininterval=2,
+                       desc=f"vllm {self.precision} bs{self.batch_size} tp{self.parallel}")
+        gen_seconds = 0.0
+        new_rows: list[dict[str, Any]] = []
+        for chunk_idx, span in todo:
+            requests = [TokensPrompt(prompt_token_ids=encoded[i]) for i in span]
+            params = sampling_params(decoding, chunk_idx, len(span))
+            t0 = time.perf_counter()
+            outputs = self.llm.generate(requests, params, use_tqdm=False)
+            gen_seconds += time.perf_counter() - t0
+            rows = rows_from_outputs(outputs, [ids[i] for i in span], [prompts[i] for i in span], chunk_idx,
+                                     self.tokenizer)
+            store.write(chunk_idx, rows)
+            new_rows.extend(rows)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        store.finalize(len(spans))
+        return {
+            **self.engine_meta(),
+            "n_prompts": len(prompts),
+            "n_chunks": len(spans),
+            "resumed_chunks": len(resumed),
+            "generation_seconds": gen_seconds,
+            **throughput(new_rows, gen_seconds),
+        }
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            core = getattr(llm.llm_engine, "engine_core", None)  # stops the engine-core process / workers
+            if core is not None and callable(getattr(core, "shutdown", None)):
+                core.shutdown()
+            self.llm = None
+
+
 def generate_table(
     model_dir: str | Path,
     prompts: Sequence[str],
@@ -355,111 +504,20 @@ def generate_table(
 ) -> dict[str, Any]:
     """Generate for all prompts with vLLM and write ``output`` (generations parquet). Returns figures for meta.json.
 
-    ``parallel``: tensor-parallel size. ``enforce_eager``: None = eager on CPU (engine start ~25 s instead of ~55 s),
-    CUDA graphs / compilation on GPU. Finished chunks of an interrupted run are skipped on rerun (``ChunkStore``).
-    Raises ``UnsupportedRun`` before loading anything when the combination cannot run."""
+    Same signature as ``transformers_backend.generate_table`` plus vLLM options. ``parallel``: tensor-parallel
+    size. ``enforce_eager``: None = eager on CPU (engine start ~25 s instead of ~55 s), CUDA graphs on GPU.
+    Finished chunks of an interrupted run are skipped on rerun (``ChunkStore``). Raises ``UnsupportedRun`` before
+    loading anything when the combination cannot run."""
     if len(prompts) != len(ids):
         raise ValueError("prompts and ids differ in length")
-    if parallel < 1 or batch_size < 1:
-        raise ValueError(f"parallel and batch_size must be >= 1, got {parallel}, {batch_size}")
-    model_dir = Path(model_dir)
-    device = detect_device()
-    if device == "cpu" and parallel != 1:
-        raise UnsupportedRun(f"runtime parallel={parallel} means tensor-parallel GPUs on the vllm backend; on CPU use 1")
-    scheme = scheme_of_checkpoint(model_dir)
-    check_supported(precision, scheme, device, batch_invariant=batch_invariant)
-    if batch_invariant and device == "cuda":
-        check_batch_invariant_gpu()
-    env = prepare_environment(device, batch_invariant=batch_invariant, cache_root=cache_root)
-    eager = (device == "cpu") if enforce_eager is None else enforce_eager
-    if precision == "layercast":
-        _register_layercast(parallel)
-
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    longest = max((len(e) for e in encoded), default=1)
-    cfg = json.loads((model_dir / "config.json").read_text())
-    model_max = cfg.get("max_position_embeddings")
-    want = longest + decoding.max_new_tokens
-    if model_max is not None and want > model_max:
-        raise ValueError(f"longest prompt ({longest} tokens) + max_new_tokens ({decoding.max_new_tokens}) exceeds the "
-                         f"model's max_position_embeddings ({model_max})")
-    # the KV cache only has to hold the longest request: smaller memory on CPU, no effect on the numerics
-    max_model_len = min(model_max or want, -(-want // 256) * 256)
-
-    spans = chunks(len(prompts), batch_size)
-    kwargs = engine_kwargs(model_dir, precision, parallel, batch_size, decoding, max_model_len, eager)
-    key = store_key(model_dir, prompts, ids, precision=precision, parallel=parallel, batch_size=batch_size,
-                    decoding=decoding, device=device, batch_invariant=batch_invariant, enforce_eager=eager,
-                    vllm_version=_vllm_version())
-    store = ChunkStore(output, key)
-    resumed = store.finished_chunks()
-    if resumed:
-        log.info("resuming: %d of %d chunks already generated", len(resumed), len(spans))
-
-    from vllm import LLM
-    from vllm.inputs import TokensPrompt
-
-    t_load = time.perf_counter()
-    llm = LLM(**kwargs)
-    load_seconds = time.perf_counter() - t_load
+    counts = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    gen = VllmGenerator(model_dir, precision=precision, parallel=parallel, batch_size=batch_size, n=decoding.n,
+                        seed=decoding.seed, max_model_len=needed_model_len(model_dir, counts, decoding.max_new_tokens),
+                        batch_invariant=batch_invariant, enforce_eager=enforce_eager, cache_root=cache_root)
     try:
-        described = llm.collective_rpc("lrmrepro_describe")
-    except Exception as exc:  # introspection must never fail a generation job
-        log.warning("could not describe the vLLM workers: %s", exc)
-        described = []
-    sched = llm.llm_engine.vllm_config.scheduler_config
-    gen_seconds = 0.0
-    new_rows: list[dict[str, Any]] = []
-    todo = [(i, s) for i, s in enumerate(spans) if not store.done(i)]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(spans), initial=len(spans) - len(todo), mininterval=2,
-                   desc=f"vllm {precision} bs{batch_size} tp{parallel}")
-    for chunk_idx, span in todo:
-        chunk_prompts = [prompts[i] for i in span]
-        requests = [TokensPrompt(prompt_token_ids=encoded[i]) for i in span]
-        params = sampling_params(decoding, chunk_idx, len(span))
-        t0 = time.perf_counter()
-        outputs = llm.generate(requests, params, use_tqdm=False)
-        gen_seconds += time.perf_counter() - t0
-        rows = rows_from_outputs(outputs, [ids[i] for i in span], chunk_prompts, chunk_idx, tokenizer)
-        store.write(chunk_idx, rows)
-        new_rows.extend(rows)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    store.finalize(len(spans))
-    first = described[0] if described else {}
-    return {
-        "backend": "vllm",
-        "vllm_version": _vllm_version(),
-        "device": device,
-        **(gpu_info() if device == "cuda" else {"gpu_names": [], "gpu_driver": None}),
-        "compression_scheme": scheme,
-        "dtype": kwargs["dtype"],
-        "quantization": kwargs.get("quantization"),
-        "tensor_parallel_size": parallel,
-        "max_num_seqs": kwargs["max_num_seqs"],
-        "max_num_batched_tokens": getattr(sched, "max_num_batched_tokens", None),
-        "chunked_prefill": getattr(sched, "enable_chunked_prefill", None),
-        "max_model_len": max_model_len,
-        "enforce_eager": eager,
-        "VLLM_BATCH_INVARIANT": env["VLLM_BATCH_INVARIANT"],
-        "vllm_env": {k: os.environ[k] for k in sorted(os.environ)
-                     if k.startswith("VLLM_") and not re.search("KEY|TOKEN|SECRET|PASS", k)},
-        "attention_backends": first.get("attention_backends"),
-        "param_bytes_by_dtype": first.get("param_bytes_by_dtype"),
-        "decoder_matrix_bytes_by_dtype": first.get("decoder_matrix_bytes_by_dtype"),
-        "n_prompts": len(prompts),
-        "n_chunks": len(spans),
-        "resumed_chunks": len(resumed),
-        "model_load_seconds": load_seconds,
-        "generation_seconds": gen_seconds,
-        **throughput(new_rows, gen_seconds),
-    }
+        return gen.generate_table(prompts, ids, decoding=decoding, output=output, progress=progress)
+    finally:
+        gen.close()
