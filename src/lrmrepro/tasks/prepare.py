@@ -43,7 +43,7 @@ def prepare_items(task: str, spec: dict[str, Any], train: dict[str, Any] | None 
         return synthetic_items(task, spec, train or {})
     from .loaders import load_benchmark
 
-    source = {k: spec[k] for k in ("path", "hub", "split") if k in spec}
+    source = {k: spec[k] for k in ("path", "hub", "split", "config", "revision") if k in spec}
     df = load_benchmark(spec.get("benchmark", task), source, seed=spec.get("seed", 0), limit=spec.get("n"),
                         **({"options": spec["options"]} if spec.get("options") else {}))
     return df.with_columns(pl.lit(task).alias("task"))
