@@ -49,6 +49,8 @@ rule generate_vllm:
         batch_invariant=batch_invariant_flag,
         code=CODE["generate"],
     threads: generation_threads
+    group:
+        "generate"
     resources:
         gpu=gpu_count,
         gpu_model=gpu_model,
