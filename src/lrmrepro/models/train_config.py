@@ -19,12 +19,12 @@ class TrainConfig:
     num_kv_heads: int = 2
     vocab_size: int = 640
     train_per_task: int = 4000
-    fact_repeats: int = 24
+    fact_repeats: int = 40
     facts_per_doc: int = 6
-    steps: int = 1500
-    batch_size: int = 32
-    lr: float = 3e-3
-    warmup: int = 60
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 4e-3
+    warmup: int = 100
     weight_decay: float = 0.01
     threads: int = 2
     tasks: tuple[str, ...] = synthetic.TASKS

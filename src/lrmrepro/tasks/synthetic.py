@@ -123,9 +123,10 @@ def timeline(rng: random.Random, style_noise: bool = True) -> Example:
         + " ".join(facts)
         + f" Options: {options}"
     )
+    # the free slot is written "Free: <slot>." (key first), so the final line copies forward from it
     lines = [f"Wake-up time: {bounds[0]}."]
     for i in range(n_slots):
-        lines.append(f"{slots[i]}: " + ("free." if i == free else f"{acts[i]}."))
+        lines.append(f"Free: {slots[i]}." if i == free else f"{slots[i]}: seen {acts[i]}.")
     if style_noise and rng.random() < 0.15:
         lines.append("Hmm, I am not sure yet. Let me check the free slot.")
     lines.append(f"The {place} closed after {bounds[-1]}.")
