@@ -316,11 +316,12 @@ def final_targets():
         *expand("results/figures/accuracy.{ext}", ext=figure_formats()),
     ]
     for name in stats_experiments():
-        targets += [
-            f"results/stats/{name}/metrics.parquet",
-            f"results/tables/{name}/table3_std_acc.md",
-            f"results/figures/{name}/figure4_std_top1_prob.png",
-        ]
+        targets.append(f"results/stats/{name}/metrics.parquet")
+        temperatures = [config["decoding"][d]["temperature"] for d in config["experiments"][name]["decoding"]]
+        if any(t == 0 for t in temperatures):  # greedy runs: Tables 3-4, Figures 4-5
+            targets += [f"results/tables/{name}/table3_std_acc.md", f"results/figures/{name}/figure4_std_top1_prob.png"]
+        if any(t > 0 for t in temperatures):  # sampled runs: Table 5
+            targets.append(f"results/tables/{name}/table5_pass1_std.md")
     for name in compression_experiments():
         targets += [f"results/tables/{name}/compression_main_results.md", f"results/figures/{name}/bits_vs_accuracy.png"]
     for name in sparsity_experiments():

@@ -33,9 +33,6 @@ rule figures_nondeterminism:
         table4_csv="results/tables/{experiment}/table4_std_output_length.csv",
         table4_md=report("results/tables/{experiment}/table4_std_output_length.md", category="Nondeterminism",
                          subcategory="{experiment}", labels={"table": "4: Avg_Std@Output_Length"}),
-        table5_csv="results/tables/{experiment}/table5_pass1_std.csv",
-        table5_md=report("results/tables/{experiment}/table5_pass1_std.md", category="Nondeterminism",
-                         subcategory="{experiment}", labels={"table": "5: Pass@1 std"}),
         figure4_png=report("results/figures/{experiment}/figure4_std_top1_prob.png",
                            caption="../docs/report/figure4.rst", category="Nondeterminism",
                            subcategory="{experiment}", labels={"figure": "4: Avg_Std@top1_prob"}),
@@ -52,6 +49,25 @@ rule figures_nondeterminism:
         "logs/figures_nondeterminism/{experiment}.log",
     benchmark:
         "results/benchmarks/figures_nondeterminism/{experiment}.tsv"
+    script:
+        "../workflow_scripts/figures_nondeterminism.py"
+
+
+rule table_pass1_std:
+    input:
+        metrics="results/stats/{experiment}/metrics.parquet",
+    output:
+        table5_csv="results/tables/{experiment}/table5_pass1_std.csv",
+        table5_md=report("results/tables/{experiment}/table5_pass1_std.md", category="Nondeterminism",
+                         subcategory="{experiment}", labels={"table": "5: Pass@1 std"}),
+    params:
+        code=CODE["figures"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/table_pass1_std/{experiment}.log",
+    benchmark:
+        "results/benchmarks/table_pass1_std/{experiment}.tsv"
     script:
         "../workflow_scripts/figures_nondeterminism.py"
 
