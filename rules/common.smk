@@ -258,6 +258,10 @@ def experiment_checkpoints(wildcards):
     return [f"results/models/{model}/{c}" for c in experiment_compressed_names(wildcards)]
 
 
+def experiment_base_checkpoint(wildcards):
+    return f"results/models/{config['experiments'][wildcards.experiment]['models'][0]}/none"
+
+
 def experiment_first_decoding(wildcards):
     return config["experiments"][wildcards.experiment]["decoding"][0]
 

@@ -74,6 +74,7 @@ rule table_pass1_std:
 
 rule compression_info:
     input:
+        base=experiment_base_checkpoint,
         checkpoints=experiment_checkpoints,
     output:
         info="results/summary/{experiment}/compression_info.parquet",

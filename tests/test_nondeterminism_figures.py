@@ -30,12 +30,12 @@ def test_tables(tmp_path):
     m = metrics_frame()
     t3 = metric_table(m, "std_acc", "greedy", 100)
     assert t3.get_column("model").to_list() == ["A", "B"]
-    assert t3.columns[1:5] == ["aime | bf16", "aime | fp16", "aime | fp32", "aime | layercast"]
+    assert t3.columns[1:5] == ["aime/bf16", "aime/fp16", "aime/fp32", "aime/layercast"]
     # bf16 is j=1 -> std_acc 0.02 -> 2 %
-    assert t3.filter(pl.col("model") == "A").get_column("aime | bf16")[0] == pytest.approx(2.0)
+    assert t3.filter(pl.col("model") == "A").get_column("aime/bf16")[0] == pytest.approx(2.0)
     t5 = write_table(m, "table5", tmp_path / "t5.csv", tmp_path / "t5.md")
-    assert "aime (n=4) | fp32" in t5.columns
-    assert t5.filter(pl.col("model") == "B").get_column("math (n=4) | fp16")[0] == pytest.approx(0.4)
+    assert "aime (n=4)/fp32" in t5.columns
+    assert t5.filter(pl.col("model") == "B").get_column("math (n=4)/fp16")[0] == pytest.approx(0.4)
     md = (tmp_path / "t5.md").read_text()
     assert "| A |" in md and "Pass@1" in md
     assert pl.read_csv(tmp_path / "t5.csv").shape == t5.shape

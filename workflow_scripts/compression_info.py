@@ -1,13 +1,16 @@
 """Rule compression_info: method, nominal bits, sparsity and effective bits of every compressed variant, from the
-checkpoints' meta.json (so compression tables and figures need no checkpoint afterwards)."""
+checkpoints' meta.json (so compression tables and figures need no checkpoint afterwards). The uncompressed row's
+effective bits are measured on the base checkpoint with the same definition (e.g. 32 for an fp32 checkpoint)."""
 import json
 from pathlib import Path
 
 from lrmrepro import io
+from lrmrepro.compress.inspect import weight_stats
 from lrmrepro.figures.compression import compression_info
 from lrmrepro.runlog import rule_log
 
 with rule_log(snakemake):
     metas = {name: json.loads((Path(ckpt) / "meta.json").read_text())
              for name, ckpt in zip(snakemake.params.names, snakemake.input.checkpoints)}
-    io.write_parquet(compression_info(metas), snakemake.output.info)
+    base_bits = weight_stats(snakemake.input.base, snakemake.input.base)["effective_bits"]
+    io.write_parquet(compression_info(metas, base_bits=base_bits), snakemake.output.info)

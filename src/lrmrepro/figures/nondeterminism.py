@@ -2,7 +2,7 @@
 
 - Table 3: Std@Acc (%) of greedy groups; Table 4: Avg_Std@Output_Length of greedy groups; Table 5: std of Pass@1 (%)
   of sampling groups. Rows: model (``model / compression`` when the compression is not ``none``); columns:
-  task x precision (Table 5: ``task (n=...)`` x precision). Markdown + CSV.
+  task/precision (Table 5: ``task (n=...)/precision``). Markdown + CSV.
 - Figure 4: Avg_Std@top1_prob per precision, one bar per task (one panel per model).
 - Figure 5: distribution of Div_Index per precision (one panel per model / compression / task), the count of
   identical problems in the legend.
@@ -44,7 +44,7 @@ def _row_label(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def metric_table(metrics: pl.DataFrame, metric: str, kind: str, scale: float = 1.0) -> pl.DataFrame:
-    """Wide table: one row per model (/ compression), one column per ``task | precision``.
+    """Wide table: one row per model (/ compression), one column per ``task/precision``.
 
     ``kind`` selects greedy groups (one sample per problem) or sampling groups (more than one)."""
     if kind not in ("greedy", "sampling"):
@@ -61,10 +61,10 @@ def metric_table(metrics: pl.DataFrame, metric: str, kind: str, scale: float = 1
     if dup.height:
         raise ValueError(f"several decodings per (model, task, precision) in the {kind} groups: {dup.rows()[:3]}")
     df = df.with_columns((pl.col(metric) * scale).alias("value"),
-                         (pl.col("task") + " | " + pl.col("precision")).alias("col"))
+                         (pl.col("task") + "/" + pl.col("precision")).alias("col"))
     tasks = sorted(df.get_column("task").unique().to_list())
     precs = _precision_order(df.get_column("precision").unique().to_list())
-    cols = [f"{t} | {p}" for t in tasks for p in precs]
+    cols = [f"{t}/{p}" for t in tasks for p in precs]
     wide = df.pivot(on="col", index="row", values="value").rename({"row": "model"})
     for c in cols:
         if c not in wide.columns:
