@@ -34,7 +34,8 @@ report: env
 	$(SNAKEMAKE) --cores $(CORES) --report results/report.html
 
 bench: env
-	for b in benchmarks/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+	for b in benchmarks/*.py; do [ $$b = benchmarks/vllm_overhead.py ] && continue; echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+	if [ -x .venvs/vllm-cpu/bin/python ]; then echo "== benchmarks/vllm_overhead.py"; .venvs/vllm-cpu/bin/python benchmarks/vllm_overhead.py; fi
 
 clean-results:
 	rm -rf results logs .snakemake
