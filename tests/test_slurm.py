@@ -81,3 +81,24 @@ def test_profile_gpu_requests_groups_and_cpu_jobs(slurm_cluster, tmp_path):
     assert tp[0][0] not in (a[0][0], score[0][0])
     # CPU stage: its own SLURM job, no GPU
     assert score[0][1] == "unset" and score[0][0] != a[0][0]
+
+
+def test_real_workflow_stages_run_as_slurm_jobs(slurm_cluster, tmp_path):
+    """The project's own workflow (the .test config) through the profile: model training and task preparation
+    run as SLURM jobs and their artifacts appear (a few jobs only: each costs ~10 s of nested start-ups)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy2(ROOT / ".test" / "config.yaml", run / "config.yaml")
+    profile = local_profile(tmp_path / "profile")
+    snakemake = Path(sys.executable).with_name("snakemake")
+    cmd = ["timeout", "-k", "20", "600", str(snakemake), "--profile", str(profile), "--snakefile",
+           str(ROOT / "Snakefile"), "--directory", str(run), "results/tasks/arith.parquet",
+           "results/models/default/none"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (run / "results/tasks/arith.parquet").exists()
+    assert (run / "results/models/default/none/config.json").exists()
+    # the jobs went through SLURM: the run's log names the SLURM run and each job's SLURM job id
+    log = max((run / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
+    assert "SLURM run ID" in log
+    assert log.count("has been submitted with SLURM jobid") == 2, log[-2000:]
