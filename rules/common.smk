@@ -309,6 +309,31 @@ def importance_targets():
     return out
 
 
+def noise_floor_reference(wildcards):
+    """The experiment's first greedy transformers run: generated twice for the noise floor."""
+    for run in EXPERIMENT_RUNS[wildcards.experiment]:
+        if run.backend == "transformers" and config["decoding"][run.decoding]["temperature"] == 0:
+            return run
+    raise WorkflowError(f"noise floor of experiment {wildcards.experiment}: it has no greedy transformers run")
+
+
+def noise_floor_run(wildcards):
+    return noise_floor_reference(wildcards).generations
+
+
+def noise_floor_repeat(wildcards):
+    return f"{noise_floor_reference(wildcards).folder}/repeat/generations.parquet"
+
+
+def noise_floor_labels(wildcards):
+    return noise_floor_reference(wildcards).labels()
+
+
+def has_noise_floor(name):
+    exp = config["experiments"][name]
+    return exp["backend"] == "transformers" and any(config["decoding"][d]["temperature"] == 0 for d in exp["decoding"])
+
+
 def figure_formats():
     return config["report"]["figure_formats"]
 
@@ -321,6 +346,8 @@ def final_targets():
     ]
     for name in stats_experiments():
         targets.append(f"results/stats/{name}/metrics.parquet")
+        if has_noise_floor(name):
+            targets.append(f"results/stats/{name}/noise_floor.json")
         temperatures = [config["decoding"][d]["temperature"] for d in config["experiments"][name]["decoding"]]
         if any(t == 0 for t in temperatures):  # greedy runs: Tables 3-4, Figures 4-5
             targets += [f"results/tables/{name}/table3_std_acc.md", f"results/figures/{name}/figure4_std_top1_prob.png"]

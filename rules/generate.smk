@@ -66,3 +66,28 @@ rule generate_vllm:
         " --parallel {wildcards.parallel} --batch-size {wildcards.batch} --decoding-json {params.decoding_json:q}"
         " --prompt-style {params.prompt_style} --run-json {params.run_json:q} --code {params.code}"
         " {params.batch_invariant} --log {log} 2>> {log}"
+
+
+rule generate_repeat:
+    input:
+        model=model_checkpoint,
+        tasks=task_items,
+    output:
+        generations=f"results/generations/{RUN_FOLDER}/repeat/generations.parquet",
+        meta=f"results/generations/{RUN_FOLDER}/repeat/generations.meta.json",
+    wildcard_constraints:
+        backend="transformers",
+    params:
+        run=run_labels,
+        decoding=decoding_spec,
+        prompt_style=prompt_style,
+        code=CODE["generate"],
+    threads: generation_threads
+    conda:
+        "../envs/core.yaml"
+    log:
+        f"logs/generate_repeat/{RUN_FOLDER}.log",
+    benchmark:
+        f"results/benchmarks/generate_repeat/{RUN_FOLDER}.tsv"
+    script:
+        "../workflow_scripts/generate.py"

@@ -24,3 +24,23 @@ rule stats_nondeterminism:
         "results/benchmarks/stats_nondeterminism/{experiment}.tsv"
     script:
         "../workflow_scripts/stats_nondeterminism.py"
+
+
+rule noise_floor:
+    input:
+        first=noise_floor_run,
+        repeat=noise_floor_repeat,
+    output:
+        report=report("results/stats/{experiment}/noise_floor.json", category="Nondeterminism",
+                      subcategory="{experiment}", labels={"table": "noise floor"}),
+    params:
+        run=noise_floor_labels,
+        code=CODE["stats"],
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/noise_floor/{experiment}.log",
+    benchmark:
+        "results/benchmarks/noise_floor/{experiment}.tsv"
+    script:
+        "../workflow_scripts/noise_floor.py"
