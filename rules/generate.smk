@@ -8,15 +8,14 @@ RUN_FOLDER = "{model}/{compression}/{task}/{precision}/{backend}-p{parallel}-bs{
 
 rule generate:
     input:
-        model=model_checkpoint,
-        tasks=task_items,
+        model=CHECKPOINT,
+        tasks=TASK_ITEMS,
     output:
         generations=f"results/generations/{RUN_FOLDER}/generations.parquet",
         meta=f"results/generations/{RUN_FOLDER}/generations.meta.json",
     wildcard_constraints:
         backend="transformers",
     params:
-        run=run_labels,
         decoding=decoding_spec,
         prompt_style=prompt_style,
         code=CODE["generate"],
@@ -33,8 +32,8 @@ rule generate:
 
 rule generate_vllm:
     input:
-        model=model_checkpoint,
-        tasks=task_items,
+        model=CHECKPOINT,
+        tasks=TASK_ITEMS,
     output:
         generations=f"results/generations/{RUN_FOLDER}/generations.parquet",
         meta=f"results/generations/{RUN_FOLDER}/generations.meta.json",
@@ -70,15 +69,14 @@ rule generate_vllm:
 
 rule generate_repeat:
     input:
-        model=model_checkpoint,
-        tasks=task_items,
+        model=CHECKPOINT,
+        tasks=TASK_ITEMS,
     output:
         generations=f"results/generations/{RUN_FOLDER}/repeat/generations.parquet",
         meta=f"results/generations/{RUN_FOLDER}/repeat/generations.meta.json",
     wildcard_constraints:
         backend="transformers",
     params:
-        run=run_labels,
         decoding=decoding_spec,
         prompt_style=prompt_style,
         code=CODE["generate"],

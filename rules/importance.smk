@@ -23,7 +23,7 @@ rule importance_traces:
 rule importance_label:
     input:
         generations="results/importance/{model}/{compression}/traces.parquet",
-        model=model_checkpoint,
+        model=CHECKPOINT,
     output:
         spans="results/importance/{model}/{compression}/spans.parquet",
     params:
@@ -41,7 +41,7 @@ rule importance_label:
 
 rule importance_scores:
     input:
-        model=model_checkpoint,
+        model=CHECKPOINT,
         generations="results/importance/{model}/{compression}/traces.parquet",
         spans="results/importance/{model}/{compression}/spans.parquet",
     output:

@@ -4,7 +4,7 @@
 rule score:
     input:
         generations=f"results/generations/{RUN_FOLDER}/generations.parquet",
-        tasks=task_items,
+        tasks=TASK_ITEMS,
     output:
         scores=f"results/generations/{RUN_FOLDER}/scores.parquet",
         meta=f"results/generations/{RUN_FOLDER}/scores.meta.json",

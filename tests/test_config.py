@@ -75,3 +75,17 @@ def test_expand_runs_is_the_grid(cfg):
                              f"transformers-p{r.parallel}-bs{r.batch_size}-cpu-x/greedy/generations.parquet")
     everything = expand_runs(c, resolve_hardware=lambda h: "cpu-x")
     assert len(everything) == len(set(everything))  # overlapping grid points are generated once
+
+
+def test_run_from_wildcards_inverts_the_artifact_path(cfg):
+    """A generation job knows its run from the path's wildcards alone (rules/generate.smk, RUN_FOLDER)."""
+    import re
+
+    from lrmrepro.config import Run
+
+    run = expand_runs(validate_config(cfg), resolve_hardware=lambda h: "cpu-x")[-1]
+    pattern = (r"results/generations/(?P<model>[^/]+)/(?P<compression>[^/]+)/(?P<task>[^/]+)/(?P<precision>[^/]+)/"
+               r"(?P<backend>[a-z_]+)-p(?P<parallel>\d+)-bs(?P<batch>\d+)-(?P<hw>[A-Za-z0-9-]+)/(?P<decoding>[^/]+)")
+    wildcards = re.fullmatch(pattern, run.folder).groupdict()
+    assert Run.from_wildcards(wildcards) == run
+    assert isinstance(Run.from_wildcards(wildcards).parallel, int)

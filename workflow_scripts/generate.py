@@ -2,6 +2,7 @@
 import polars as pl
 from transformers import AutoTokenizer
 
+from lrmrepro.config import Run
 from lrmrepro.generate.common import Decoding
 from lrmrepro.generate.transformers_backend import generate_table
 from lrmrepro.prompts import build_prompts_for_items
@@ -9,7 +10,7 @@ from lrmrepro.provenance import Timer, hardware_label, write_meta
 from lrmrepro.runlog import rule_log
 
 with rule_log(snakemake) as log:
-    run = dict(snakemake.params.run)
+    run = Run.from_wildcards(snakemake.wildcards).labels()
     items = pl.read_parquet(snakemake.input.tasks)
     tokenizer = AutoTokenizer.from_pretrained(snakemake.input.model)
     prompts = build_prompts_for_items(items, snakemake.params.prompt_style, tokenizer)

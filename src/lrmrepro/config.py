@@ -189,6 +189,13 @@ class Run:
     def labels(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_wildcards(cls, wildcards: Any) -> "Run":
+        """The run a generation job's wildcards name (the labels are the artifact path, nothing more)."""
+        return cls(wildcards["model"], wildcards["compression"], wildcards["task"], wildcards["precision"],
+                   wildcards["backend"], int(wildcards["parallel"]), int(wildcards["batch"]), wildcards["hw"],
+                   wildcards["decoding"])
+
     def ref(self) -> dict[str, Any]:
         """Labels plus artifact paths: what summary and statistics stages consume."""
         return {**self.labels(), "generations": self.generations, "scores": self.scores}
