@@ -33,7 +33,7 @@ def test_timeline_answer_is_the_free_slot():
     for ex in synthetic.make_split("timeline", 100, seed=1, split="eval"):
         letter = ex.gold.strip("()")
         options = ex.question.split("Options: ")[1]
-        slot = re.search(r"(\d+[ap]m to \d+[ap]m) \(" + letter + r"\)", options).group(1)
+        slot = re.search(r"\(" + letter + r"\) (\d+[ap]m to \d+[ap]m)", options).group(1)
         assert f"From {slot}," not in ex.question  # nobody saw the person in the answer slot
         assert ex.gold in ex.completion
 

@@ -7,7 +7,7 @@ prompt, like the DeepSeek-R1 distills' templates.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -27,7 +27,9 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str], vocab_size: int, whole_tokens: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """BPE over ``texts``; ``whole_tokens`` (e.g. ``"10am"``, ``"(A)"``) are added as single tokens, matched before
+    pre-tokenization (longest match first)."""
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -48,6 +50,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
         additional_special_tokens=[BOS_CHAT],
     )
     fast.add_tokens(THINK_TOKENS)
+    if whole_tokens:
+        fast.add_tokens(list(whole_tokens))
     fast.chat_template = CHAT_TEMPLATE
     fast.padding_side = "left"
     return fast

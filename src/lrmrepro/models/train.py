@@ -47,6 +47,7 @@ def build_corpus(cfg: TrainConfig) -> list[dict[str, str]]:
     return docs
 
 
+
 def _render(doc: dict[str, str], tokenizer: Any) -> tuple[str, str]:
     if not doc["style"]:
         return "", doc["completion"] + tokenizer.eos_token
@@ -107,7 +108,8 @@ def train_default_model(cfg: TrainConfig, out_dir: str | Path, progress: bool = 
     # recurring phrases become single tokens and sequences stay short
     texts = [(user_message(_d["question"]) + RAW_SUFFIX + _d["completion"]) if _d["style"] else _d["completion"]
              for _d in docs]
-    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    whole = synthetic.TIMELINE_TOKENS if "timeline" in cfg.tasks else ()
+    tokenizer = train_tokenizer(texts, cfg.vocab_size, whole_tokens=whole)
     encoded = _encode(docs, tokenizer)
     pad_id = tokenizer.pad_token_id
     config = Qwen2Config(

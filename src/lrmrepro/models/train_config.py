@@ -21,7 +21,7 @@ class TrainConfig:
     train_per_task: int = 4000
     fact_repeats: int = 40
     facts_per_doc: int = 6
-    steps: int = 2000
+    steps: int = 4000
     batch_size: int = 16
     lr: float = 4e-3
     warmup: int = 100

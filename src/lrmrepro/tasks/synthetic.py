@@ -96,7 +96,13 @@ _HOURS = ["5am", "6am", "7am", "8am", "9am", "10am", "11am", "12pm", "1pm", "2pm
 
 
 def timeline(rng: random.Random, style_noise: bool = True) -> Example:
-    """BBH temporal_sequences-style: which free slot of the day could the person have visited a place in?"""
+    """BBH temporal_sequences-style: which free slot of the day could the person have visited a place in?
+
+    The reasoning checks the options in order, (A) first. An option whose slot someone saw the person in is
+    restated as that sighting, copied from the question; the first option nobody saw the person in is the
+    answer, and the reasoning stops there. Every step is a copy from the question or from the line before,
+    which a tiny model learns (see ``TIMELINE_TOKENS``: hours and option markers are whole tokens of the
+    embedded model's tokenizer)."""
     person = rng.choice(_PEOPLE)
     place = rng.choice(_PLACES)
     n_slots = 4
@@ -106,32 +112,37 @@ def timeline(rng: random.Random, style_noise: bool = True) -> Example:
     free = rng.randrange(n_slots)
     acts = rng.sample(_ACTIVITIES, n_slots)
     witnesses = rng.sample([p for p in _PEOPLE if p != person], n_slots)
+    sightings = {i: f"{slots[i]}, {witnesses[i]} saw {person} {acts[i]}." for i in range(n_slots) if i != free}
     facts = [f"{person} woke up at {bounds[0]}."]
-    for i in range(n_slots):
-        if i != free:
-            facts.append(f"From {slots[i]}, {witnesses[i]} saw {person} {acts[i]}.")
+    facts += [f"From {sightings[i]}" for i in range(n_slots) if i != free]
     facts.append(f"The {place} was closed after {bounds[-1]}.")
     order = list(range(n_slots))
     rng.shuffle(order)
     letters = "ABCD"
-    # value before letter ("6am to 7am (A)"): the slot -> letter look-up then copies forward, which a tiny model
-    # learns far sooner than the backward copy that BBH's "(A) 6am to 7am" layout needs
-    options = ", ".join(f"{slots[order[j]]} ({letters[j]})" for j in range(n_slots)) + "."
+    options = ", ".join(f"({letters[j]}) {slots[order[j]]}" for j in range(n_slots)) + "."
     answer = letters[order.index(free)]
     question = (
         f"Today, {person} went to the {place}. Between what times could they have gone? We know that: "
         + " ".join(facts)
         + f" Options: {options}"
     )
-    # the free slot is written "Free: <slot>." (key first), so the final line copies forward from it
-    lines = [f"Wake-up time: {bounds[0]}."]
-    for i in range(n_slots):
-        lines.append(f"Free: {slots[i]}." if i == free else f"{slots[i]}: seen {acts[i]}.")
-    if style_noise and rng.random() < 0.15:
-        lines.append("Hmm, I am not sure yet. Let me check the free slot.")
-    lines.append(f"The {place} closed after {bounds[-1]}.")
-    lines.append(f"The only free time is {slots[free]}, which is option ({answer}).")
+    lines = [f"{person} woke up at {bounds[0]} and the {place} closed after {bounds[-1]}."]
+    for j in range(n_slots):
+        slot = order[j]
+        if slot != free:
+            lines.append(f"({letters[j]}) {sightings[slot]}")
+            continue
+        lines.append(f"({letters[j]}) {slots[slot]}: nobody saw {person} then.")
+        if style_noise and rng.random() < 0.15:
+            lines.append(f"Hmm, I am not sure yet. Let me check: no sighting from {slots[slot]}.")
+        break
+    lines.append(f"So the answer is ({answer}).")
     return Example("timeline", question, "\n".join(lines), f"({answer})")
+
+
+# hours and option markers of ``timeline``: whole tokens of the embedded model's tokenizer, so that each step of
+# the reasoning is a one-token match-and-copy (digits are otherwise split one per token, for ``arith``)
+TIMELINE_TOKENS = tuple(_HOURS) + ("(A)", "(B)", "(C)", "(D)")
 
 
 # --------------------------------------------------------------------------------------------- logic
