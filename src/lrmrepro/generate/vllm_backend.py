@@ -463,7 +463,7 @@ class VllmGenerator:
             rows = rows_from_outputs(outputs, [ids[i] for i in span], [prompts[i] for i in span], chunk_idx,
                                      self.tokenizer)
             store.write(chunk_idx, rows)
-            new_rows.extend(rows)
+            new_rows.extend({"output_length": r["output_length"]} for r in rows)  # lengths only (see transformers_backend)
             if bar is not None:
                 bar.update(1)
         if bar is not None:
