@@ -87,3 +87,18 @@ def test_train_config_rejects_sizes_not_multiple_of_128():
 def test_unknown_task_named_in_error():
     with pytest.raises(ValueError, match="allowed: arith, timeline, logic, multihop"):
         synthetic.make_split("algebra", 1, 0, "eval")
+
+
+def test_timeline_hours_and_option_markers_are_whole_tokens():
+    """The embedded tokenizer keeps "12pm" and "(A)" whole (one match-and-copy step each), longest match first
+    ("12pm" is not "1" + "2pm"), digits elsewhere one per token, and decoding gives the text back."""
+    from lrmrepro.models.tokenizer import train_tokenizer
+
+    examples = synthetic.make_split("timeline", 50, seed=0, split="train")
+    tok = train_tokenizer([e.question + e.completion for e in examples] + ["Compute 12 + 7."], 320,
+                          whole_tokens=synthetic.TIMELINE_TOKENS)
+    pieces = tok.convert_ids_to_tokens(tok("(A) 12pm to 1pm, 17", add_special_tokens=False)["input_ids"])
+    assert "(A)" in pieces and "12pm" in pieces and "1pm" in pieces
+    assert "1" in pieces and "7" in pieces  # "17" outside an hour: one token per digit
+    text = examples[0].question
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text

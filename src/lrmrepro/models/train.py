@@ -47,7 +47,6 @@ def build_corpus(cfg: TrainConfig) -> list[dict[str, str]]:
     return docs
 
 
-
 def _render(doc: dict[str, str], tokenizer: Any) -> tuple[str, str]:
     if not doc["style"]:
         return "", doc["completion"] + tokenizer.eos_token
