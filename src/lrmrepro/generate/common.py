@@ -125,6 +125,6 @@ class ChunkStore:
         return table
 
 
-def throughput(rows: Iterable[dict[str, Any]], seconds: float) -> dict[str, float]:
-    tokens = sum(int(r["output_length"]) for r in rows)
+def throughput(output_lengths: Iterable[int], seconds: float) -> dict[str, float]:
+    tokens = sum(int(n) for n in output_lengths)
     return {"generated_tokens": tokens, "tokens_per_s": tokens / seconds if seconds > 0 else float("nan")}

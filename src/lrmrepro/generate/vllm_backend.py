@@ -453,7 +453,7 @@ class VllmGenerator:
             bar = tqdm(total=len(spans), initial=len(spans) - len(todo), mininterval=2,
                        desc=f"vllm {self.precision} bs{self.batch_size} tp{self.parallel}")
         gen_seconds = 0.0
-        new_rows: list[dict[str, Any]] = []
+        output_lengths: list[int] = []  # lengths only (see transformers_backend)
         for chunk_idx, span in todo:
             requests = [TokensPrompt(prompt_token_ids=encoded[i]) for i in span]
             params = sampling_params(decoding, chunk_idx, len(span))
@@ -463,7 +463,7 @@ class VllmGenerator:
             rows = rows_from_outputs(outputs, [ids[i] for i in span], [prompts[i] for i in span], chunk_idx,
                                      self.tokenizer)
             store.write(chunk_idx, rows)
-            new_rows.extend({"output_length": r["output_length"]} for r in rows)  # lengths only (see transformers_backend)
+            output_lengths.extend(r["output_length"] for r in rows)
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -475,7 +475,7 @@ class VllmGenerator:
             "n_chunks": len(spans),
             "resumed_chunks": len(resumed),
             "generation_seconds": gen_seconds,
-            **throughput(new_rows, gen_seconds),
+            **throughput(output_lengths, gen_seconds),
         }
 
     def close(self) -> None:
