@@ -35,7 +35,31 @@ def test_timeline_answer_is_the_free_slot():
         options = ex.question.split("Options: ")[1]
         slot = re.search(r"\(" + letter + r"\) (\d+[ap]m to \d+[ap]m)", options).group(1)
         assert f"From {slot}," not in ex.question  # nobody saw the person in the answer slot
-        assert ex.gold in ex.completion
+        assert ex.completion.endswith("\\boxed{" + ex.gold + "}")
+
+
+def test_timeline_trace_walks_the_day_up_to_the_gap():
+    """Each line before the gap is a sighting of the question, word for word, labelled with its slot's option;
+    the gap line compares the next start with the last end and names the answer's slot."""
+    letters = {"A": 0, "B": 0, "C": 0, "D": 0}
+    for ex in synthetic.make_split("timeline", 200, seed=3, split="train"):
+        options = ex.question.split("Options: ")[1]
+        hours = re.findall(r"\((\w)\) (\d+[ap]m) to (\d+[ap]m)", options)
+        assert [h[0] for h in hours] == list("ABCD")
+        assert all(h[2] == n[1] for h, n in zip(hours, hours[1:]))  # the options are the day's slots, in order
+        letter = ex.gold.strip("()")
+        letters[letter] += 1
+        _, start, end = hours["ABCD".index(letter)]
+        lines = [ln for ln in ex.reasoning.split("\n") if not ln.startswith("Hmm")]
+        assert lines[0] in ex.question  # the wake-up time
+        for i, ln in enumerate(lines[1:-2]):
+            assert ln.startswith(f"({'ABCD'[i]}) ") and ln[4:] in ex.question
+        gap = lines[-2]
+        assert gap.startswith(f"({letter}) ") and gap.endswith(f", not {start}: " + lines[0].split()[0]
+                                                              + f" was free from {start} to {end}.")
+        assert gap[4:].split(", not ")[0] in ex.question and end in gap.split(", not ")[0]
+        assert lines[-1] == f"So the answer is {ex.gold}."
+    assert min(letters.values()) > 30  # the free slot is uniform over the options
 
 
 def test_logic_labels_follow_from_premises():

@@ -3,7 +3,7 @@ preparation stage uses it to keep training questions out of the evaluation items
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..tasks import synthetic
@@ -28,6 +28,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     threads: int = 2
     tasks: tuple[str, ...] = synthetic.TASKS
+    # training examples of task t: train_per_task × task_weights.get(t, 1) (distinct examples, not repeats)
+    task_weights: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("hidden_size", "intermediate_size"):
@@ -37,6 +39,14 @@ class TrainConfig:
             raise ValueError("train.hidden_size must be divisible by train.num_heads")
         if self.num_heads % self.num_kv_heads:
             raise ValueError("train.num_heads must be divisible by train.num_kv_heads")
+        for task, weight in self.task_weights.items():
+            if task not in synthetic.TASKS:
+                raise ValueError(f"train.task_weights.{task}: unknown task; allowed: {', '.join(synthetic.TASKS)}")
+            if not isinstance(weight, int) or weight < 1:
+                raise ValueError(f"train.task_weights.{task} must be an integer >= 1, got {weight!r}")
+
+    def n_examples(self, task: str) -> int:
+        return self.train_per_task * self.task_weights.get(task, 1)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -51,7 +61,7 @@ class TrainConfig:
 
 def training_examples(cfg: TrainConfig) -> dict[str, list[synthetic.Example]]:
     world = synthetic.World(cfg.seed)
-    return {t: synthetic.make_split(t, cfg.train_per_task, cfg.seed, "train", world=world) for t in cfg.tasks}
+    return {t: synthetic.make_split(t, cfg.n_examples(t), cfg.seed, "train", world=world) for t in cfg.tasks}
 
 
 def training_questions(cfg: TrainConfig) -> dict[str, frozenset[str]]:

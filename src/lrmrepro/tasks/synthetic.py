@@ -98,11 +98,15 @@ _HOURS = ["5am", "6am", "7am", "8am", "9am", "10am", "11am", "12pm", "1pm", "2pm
 def timeline(rng: random.Random, style_noise: bool = True) -> Example:
     """BBH temporal_sequences-style: which free slot of the day could the person have visited a place in?
 
-    The reasoning checks the options in order, (A) first. An option whose slot someone saw the person in is
-    restated as that sighting, copied from the question; the first option nobody saw the person in is the
-    answer, and the reasoning stops there. Every step is a copy from the question or from the line before,
-    which a tiny model learns (see ``TIMELINE_TOKENS``: hours and option markers are whole tokens of the
-    embedded model's tokenizer)."""
+    The question lists the wake-up time, the sightings in the order of the day (one of four hourly slots has
+    none), the closing time, and the four slots as options (A)–(D) in the order of the day. The reasoning walks
+    the day, labelling each slot with its option: it copies the sightings in turn until the next sighting (or
+    the closing time) starts later than the last one ended (``(C) From 8am, not 7am: ... free from 7am to
+    8am.``). Every step is a copy of the question's next words or a comparison of two hours a few tokens apart.
+
+    Unlike BBH, the options are not shuffled: with shuffled options the tiny default model finds the gap but
+    not reliably the letter of that slot (``docs/default-model.md`` has the layouts tried and their accuracy).
+    Hours and option markers are whole tokens of the embedded tokenizer (``TIMELINE_TOKENS``)."""
     person = rng.choice(_PEOPLE)
     place = rng.choice(_PLACES)
     n_slots = 4
@@ -112,36 +116,30 @@ def timeline(rng: random.Random, style_noise: bool = True) -> Example:
     free = rng.randrange(n_slots)
     acts = rng.sample(_ACTIVITIES, n_slots)
     witnesses = rng.sample([p for p in _PEOPLE if p != person], n_slots)
-    sightings = {i: f"{slots[i]}, {witnesses[i]} saw {person} {acts[i]}." for i in range(n_slots) if i != free}
-    facts = [f"{person} woke up at {bounds[0]}."]
-    facts += [f"From {sightings[i]}" for i in range(n_slots) if i != free]
-    facts.append(f"The {place} was closed after {bounds[-1]}.")
-    order = list(range(n_slots))
-    rng.shuffle(order)
+    sightings = {i: f"From {slots[i]}, {witnesses[i]} saw {person} {acts[i]}." for i in range(n_slots) if i != free}
+    woke = f"{person} woke up at {bounds[0]}."
+    closed = f"The {place} was closed after {bounds[-1]}."
+    facts = [woke] + [sightings[i] for i in range(n_slots) if i != free] + [closed]
     letters = "ABCD"
-    options = ", ".join(f"({letters[j]}) {slots[order[j]]}" for j in range(n_slots)) + "."
-    answer = letters[order.index(free)]
+    options = ", ".join(f"({letters[j]}) {slots[j]}" for j in range(n_slots)) + "."
+    answer = letters[free]
     question = (
         f"Today, {person} went to the {place}. Between what times could they have gone? We know that: "
         + " ".join(facts)
         + f" Options: {options}"
     )
-    lines = [f"{person} woke up at {bounds[0]} and the {place} closed after {bounds[-1]}."]
-    for j in range(n_slots):
-        slot = order[j]
-        if slot != free:
-            lines.append(f"({letters[j]}) {sightings[slot]}")
-            continue
-        lines.append(f"({letters[j]}) {slots[slot]}: nobody saw {person} then.")
-        if style_noise and rng.random() < 0.15:
-            lines.append(f"Hmm, I am not sure yet. Let me check: no sighting from {slots[slot]}.")
-        break
+    # walk the day up to the gap: the next fact starts at bounds[free + 1], the last one ended at bounds[free]
+    lines = [woke] + [f"({letters[i]}) {sightings[i]}" for i in range(free)]
+    after_gap = f"From {bounds[free + 1]}" if free + 1 < n_slots else f"The {place} was closed after {bounds[-1]}"
+    lines.append(f"({answer}) {after_gap}, not {bounds[free]}: {person} was free from {slots[free]}.")
+    if style_noise and rng.random() < 0.15:
+        lines.append(f"Hmm, I am not sure yet. Let me check: nobody saw {person} from {slots[free]}.")
     lines.append(f"So the answer is ({answer}).")
     return Example("timeline", question, "\n".join(lines), f"({answer})")
 
 
-# hours and option markers of ``timeline``: whole tokens of the embedded model's tokenizer, so that each step of
-# the reasoning is a one-token match-and-copy (digits are otherwise split one per token, for ``arith``)
+# hours and option markers of ``timeline``: whole tokens of the embedded model's tokenizer, so that copying an
+# hour or comparing two hours is about one token each (digits are otherwise split one per token, for ``arith``)
 TIMELINE_TOKENS = tuple(_HOURS) + ("(A)", "(B)", "(C)", "(D)")
 
 
