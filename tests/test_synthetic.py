@@ -72,6 +72,18 @@ def test_logic_labels_follow_from_premises():
     assert min(counts.values()) > 50
 
 
+def test_logic_subjects_are_fresh_names_never_multihop_people():
+    """``logic`` subjects are two-syllable names like the ``multihop`` people (so the model learns to copy names
+    of that shape) but never one of them: held-out people appear in training only in their facts."""
+    world = synthetic.World(0)
+    names = set()
+    for ex in synthetic.make_split("logic", 300, 0, "train", world=world):
+        name = ex.reasoning.split(" is a ")[0]
+        assert re.fullmatch(r"[A-Z][a-z]+", name) and name in ex.question
+        names.add(name)
+    assert len(names) > 100 and not names & set(world.people)
+
+
 def test_multihop_eval_people_never_asked_in_training():
     world = synthetic.World(0)
     train_people, eval_people = world.split_people()

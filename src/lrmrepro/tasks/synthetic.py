@@ -148,9 +148,12 @@ _KINDS = ["wug", "blicket", "dax", "fep", "zorp", "glim", "tove", "snark", "boro
 _PROPS = ["red", "tall", "quick", "loud", "soft", "cold", "shiny", "heavy"]
 
 
-def logic(rng: random.Random, style_noise: bool = True) -> Example:
-    """FOLIO-style: premises and a conclusion; True, False or Uncertain."""
-    name = rng.choice(_PEOPLE)
+def logic(rng: random.Random, style_noise: bool = True, avoid_names: frozenset[str] = frozenset()) -> Example:
+    """FOLIO-style: premises and a conclusion; True, False or Uncertain. The subject is a fresh two-syllable
+    name (``Rimo``), never one of ``avoid_names`` (the ``multihop`` people)."""
+    name = _name(rng, 2)
+    while name in avoid_names:
+        name = _name(rng, 2)
     k1, k2, k3 = rng.sample(_KINDS, 3)
     prop, other = rng.sample(_PROPS, 2)
     two_hop = rng.random() < 0.5
@@ -272,8 +275,11 @@ def make_split(task: str, n: int, seed: int, split: str, world: World | None = N
     if task == "multihop":
         people = train_people if split == "train" else eval_people
         gen = lambda: multihop(rng, world, people, style_noise=split == "train")  # noqa: E731
+    elif task == "logic":
+        avoid = frozenset(world.people)
+        gen = lambda: logic(rng, style_noise=split == "train", avoid_names=avoid)  # noqa: E731
     else:
-        fn = {"arith": arith, "timeline": timeline, "logic": logic}[task]
+        fn = {"arith": arith, "timeline": timeline}[task]
         gen = lambda: fn(rng, style_noise=split == "train")  # noqa: E731
     out: list[Example] = []
     seen: set[str] = set()
