@@ -30,7 +30,7 @@ CHILD = """
 import json, sys, torch
 sys.path.insert(0, {src!r})
 torch.set_num_threads({threads})
-from lrmrepro.compress import compress_model
+from lrmrepro.compress.run import compress_model
 meta = compress_model({model!r}, {out!r}, recipe={recipe!r}, sparsity={sparsity!r},
                       calibration={{"source": "model_corpus", "num_samples": {samples}, "max_seq_len": {seq}}})
 print("RESULT " + json.dumps({{k: meta[k] for k in ("compress_seconds", "peak_rss_bytes", "size_on_disk_bytes",

@@ -15,7 +15,7 @@ rule compress:
         sparsity=target_sparsity,
         calibration=config["calibration"],
         seed=config["calibration"]["seed"],
-        code=CODE["compress"],
+        code=code_of("compress.py"),
     threads: workflow.cores
     conda:
         "../envs/core.yaml"

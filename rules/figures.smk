@@ -11,7 +11,7 @@ rule figure_accuracy:
             category="Accuracy",
         ),
     params:
-        code=CODE["figures"],
+        code=code_of("figure_accuracy.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -42,7 +42,7 @@ rule figures_nondeterminism:
                            subcategory="{experiment}", labels={"figure": "5: Div_Index"}),
         figure5_pdf="results/figures/{experiment}/figure5_div_index.pdf",
     params:
-        code=CODE["figures"],
+        code=code_of("figures_nondeterminism.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -61,7 +61,7 @@ rule table_pass1_std:
         table5_md=report("results/tables/{experiment}/table5_pass1_std.md", category="Nondeterminism",
                          subcategory="{experiment}", labels={"table": "5: Pass@1 std"}),
     params:
-        code=CODE["figures"],
+        code=code_of("figures_nondeterminism.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -80,7 +80,7 @@ rule compression_info:
         info="results/summary/{experiment}/compression_info.parquet",
     params:
         names=experiment_compressed_names,
-        code=CODE["figures"],
+        code=code_of("compression_info.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -104,7 +104,7 @@ rule figures_compression:
         bits_pdf="results/figures/{experiment}/bits_vs_accuracy.pdf",
     params:
         decoding=experiment_first_decoding,
-        code=CODE["figures"],
+        code=code_of("figures_compression.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -125,7 +125,7 @@ rule figure_sparsity_sweep:
         sparsity_pdf="results/figures/{experiment}/sparsity_sweep.pdf",
     params:
         decoding=experiment_first_decoding,
-        code=CODE["figures"],
+        code=code_of("figures_compression.py"),
     conda:
         "../envs/core.yaml"
     log:

@@ -9,7 +9,7 @@ rule importance_traces:
     output:
         traces="results/importance/{model}/{compression}/traces.parquet",
     params:
-        code=CODE["importance"],
+        code=code_of("importance_traces.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -28,7 +28,7 @@ rule importance_label:
         spans="results/importance/{model}/{compression}/spans.parquet",
     params:
         labeller=config.get("importance", {}).get("labeller", "rules"),
-        code=CODE["importance"],
+        code=code_of("importance_label.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -51,7 +51,7 @@ rule importance_scores:
         negative=config.get("importance", {}).get("negative", "tokens"),
         behaviours=config.get("importance", {}).get("behaviours"),
         max_tokens=config.get("importance", {}).get("max_tokens"),
-        code=CODE["importance"],
+        code=code_of("importance_scores.py"),
     threads: workflow.cores
     conda:
         "../envs/core.yaml"
@@ -74,7 +74,7 @@ rule importance_protect:
         behaviour=config.get("importance", {}).get("behaviour", "mean"),
         k=config.get("importance", {}).get("protect", {}).get("k"),
         weight_fraction=config.get("importance", {}).get("protect", {}).get("weight_fraction"),
-        code=CODE["importance"],
+        code=code_of("importance_protect.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -95,7 +95,7 @@ rule importance_heatmap:
         ),
     params:
         value=config.get("importance", {}).get("score", "attribution"),
-        code=CODE["figures"],
+        code=code_of("importance_figures.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -119,7 +119,7 @@ rule importance_change:
         ),
     params:
         value=config.get("importance", {}).get("score", "attribution"),
-        code=CODE["figures"],
+        code=code_of("importance_figures.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -145,7 +145,7 @@ rule protection_figure:
         uncompressed="none",
         unprotected=config.get("importance", {}).get("protection_figure", {}).get("unprotected"),
         protected=config.get("importance", {}).get("protection_figure", {}).get("protected"),
-        code=CODE["figures"],
+        code=code_of("importance_figures.py"),
     conda:
         "../envs/core.yaml"
     log:

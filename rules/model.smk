@@ -8,7 +8,7 @@ rule train_default_model:
         model=_alternatives(models_with_source("train")),
     params:
         train=config["train"],
-        code=CODE["train"],
+        code=code_of("train_default_model.py"),
     threads: config["train"]["threads"]
     conda:
         "../envs/core.yaml"
@@ -27,7 +27,7 @@ rule fetch_model:
         model=_alternatives(models_with_source("hub", "local", "gguf")),
     params:
         spec=model_spec,
-        code=CODE["fetch"],
+        code=code_of("fetch_model.py"),
     conda:
         "../envs/core.yaml"
     log:

@@ -15,7 +15,7 @@ rule stats_nondeterminism:
     params:
         runs=experiment_run_refs,
         ks=pass_at_ks,
-        code=CODE["stats"],
+        code=code_of("stats_nondeterminism.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -35,7 +35,7 @@ rule noise_floor:
                       subcategory="{experiment}", labels={"table": "noise floor"}),
     params:
         run=noise_floor_labels,
-        code=CODE["stats"],
+        code=code_of("noise_floor.py"),
     conda:
         "../envs/core.yaml"
     log:

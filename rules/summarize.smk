@@ -12,7 +12,7 @@ rule summarize:
         meta="results/summary/accuracy.meta.json",
     params:
         runs=all_run_refs(),
-        code=CODE["summarize"],
+        code=code_of("summarize.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -30,7 +30,7 @@ rule summarize_experiment:
         summary="results/summary/{experiment}/accuracy.parquet",
     params:
         runs=experiment_run_refs,
-        code=CODE["summarize"],
+        code=code_of("summarize_experiment.py"),
     conda:
         "../envs/core.yaml"
     log:

@@ -8,7 +8,7 @@ rule prepare_task:
     params:
         spec=task_spec,
         train=task_needs_model,
-        code=CODE["tasks"],
+        code=code_of("prepare_task.py"),
     conda:
         "../envs/core.yaml"
     log:

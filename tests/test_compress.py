@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from helpers_compress import TINY_CALIBRATION, generate_tokens
-from lrmrepro.compress import available_recipes, compress_model, render_recipe, verify_protected
+from lrmrepro.compress.inspect import verify_protected
+from lrmrepro.compress.recipes import available_recipes, render_recipe
+from lrmrepro.compress.run import compress_model
 from lrmrepro.compress.inspect import load_tensor, tensor_index
 from lrmrepro.compress.protect import resolve_protected
 from lrmrepro.compress.tiny import build_tiny_qwen2

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from lrmrepro.compress import compress_model
+from lrmrepro.compress.run import compress_model
 from lrmrepro.compress.selection import ignore_list
 from lrmrepro.provenance import Timer, write_meta
 from lrmrepro.runlog import rule_log

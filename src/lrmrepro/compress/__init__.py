@@ -1,7 +1,6 @@
-"""Compression stage: llm-compressor recipes (``recipes/*.yaml``), protected variants, checkpoint facts."""
+"""Compression stage: llm-compressor recipes (``recipes/*.yaml``), protected variants, checkpoint facts.
 
-from .inspect import size_on_disk, verify_protected, weight_stats
-from .recipes import available_recipes, render_recipe
-from .run import compress_model
-
-__all__ = ["available_recipes", "compress_model", "render_recipe", "size_on_disk", "verify_protected", "weight_stats"]
+Modules: ``recipes`` (recipes as data, templating), ``run`` (``compress_model``), ``inspect`` (checkpoint facts),
+``protect`` / ``selection`` (protected variants), ``calibration``. Import what you need from them: this package's
+``__init__`` imports nothing, so that reading recipes (e.g. while the DAG is built) does not load torch.
+"""
