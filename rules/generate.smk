@@ -18,7 +18,7 @@ rule generate:
     params:
         decoding=decoding_spec,
         prompt_style=prompt_style,
-        code=CODE["generate"],
+        code=code_of("generate.py"),
     threads: generation_threads
     conda:
         "../envs/core.yaml"
@@ -40,13 +40,11 @@ rule generate_vllm:
     wildcard_constraints:
         backend="vllm|vllm_batch_invariant",
     params:
-        python=VLLM_PYTHON,
-        script=workflow.source_path("../workflow_scripts/generate_vllm.py"),
         run_json=run_labels_json,
         decoding_json=decoding_json,
         prompt_style=prompt_style,
         batch_invariant=batch_invariant_flag,
-        code=CODE["generate"],
+        code=module_code("lrmrepro.generate.vllm_cli"),
     threads: generation_threads
     group:
         "generate"
@@ -60,7 +58,7 @@ rule generate_vllm:
     benchmark:
         f"results/benchmarks/generate/{RUN_FOLDER}.tsv"
     shell:
-        "{params.python} {params.script} --model {input.model} --tasks-parquet {input.tasks}"
+        '"$LRMREPRO_VLLM_PYTHON" -m lrmrepro.generate.vllm_cli --model {input.model} --tasks-parquet {input.tasks}'
         " --output {output.generations} --meta {output.meta} --precision {wildcards.precision}"
         " --parallel {wildcards.parallel} --batch-size {wildcards.batch} --decoding-json {params.decoding_json:q}"
         " --prompt-style {params.prompt_style} --run-json {params.run_json:q} --code {params.code}"
@@ -79,7 +77,7 @@ rule generate_repeat:
     params:
         decoding=decoding_spec,
         prompt_style=prompt_style,
-        code=CODE["generate"],
+        code=code_of("generate.py"),
     threads: generation_threads
     conda:
         "../envs/core.yaml"

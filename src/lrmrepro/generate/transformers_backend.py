@@ -11,8 +11,6 @@ Top-k log-probabilities are the log-softmax (in fp32) of the model's raw logits 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -23,16 +21,9 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from .. import precision as precision_mod
-from .common import TOP_K, ChunkStore, Decoding, chunk_seed, chunks, throughput
+from .common import TOP_K, ChunkStore, Decoding, chunk_seed, chunks, store_key, throughput
 
 log = logging.getLogger(__name__)
-
-
-def _model_identity(model_dir: Path) -> str:
-    meta = model_dir / "meta.json"
-    if meta.exists():
-        return json.loads(meta.read_text()).get("config_hash", "") + ":" + str(meta.stat().st_size)
-    return str(model_dir.resolve())
 
 
 def _generate_chunk(model, tokenizer, prompts: Sequence[str], decoding: Decoding, device: torch.device):
@@ -104,10 +95,12 @@ def generate_table(
     output: str | Path,
     progress: bool = True,
     device: str | None = None,
+    code: str | None = None,
 ) -> dict[str, Any]:
     """Generate for all prompts and write ``output`` (generations parquet). Returns figures for ``meta.json``.
 
-    Finished chunks of an interrupted run are kept (``ChunkStore``) and skipped on rerun."""
+    Finished chunks of an interrupted run are kept (``ChunkStore``) and skipped on a rerun with the same run and the
+    same ``code`` (the generate rule's code fingerprint)."""
     if len(prompts) != len(ids):
         raise ValueError("prompts and ids differ in length")
     model_dir = Path(model_dir)
@@ -119,12 +112,9 @@ def generate_table(
         )
     torch.set_num_threads(parallel)
     spans = chunks(len(prompts), batch_size)
-    key = {
-        "model": _model_identity(model_dir), "prompts": hashlib.sha256("\x00".join(prompts).encode()).hexdigest(),
-        "ids": list(ids), "precision": precision, "parallel": parallel, "batch_size": batch_size,
-        "decoding": decoding.as_dict(), "backend": "transformers", "device": device,
-    }
-    store = ChunkStore(output, key)
+    key = store_key(model_dir, prompts, ids, backend="transformers", precision=precision, parallel=parallel,
+                    batch_size=batch_size, decoding=decoding, device=device)
+    store = ChunkStore(output, key, code=code)
     resumed = store.finished_chunks()
     if resumed:
         log.info("resuming: %d of %d chunks already generated", len(resumed), len(spans))
@@ -148,7 +138,7 @@ def generate_table(
                      decoding.n, tokenizer.eos_token_id, tokenizer)
         store.write(chunk_idx, rows)
         output_lengths.extend(r["output_length"] for r in rows)
-    store.finalize(len(spans))
+    table = store.finalize(len(spans))
     return {
         "backend": "transformers",
         "device": device,
@@ -158,5 +148,5 @@ def generate_table(
         "resumed_chunks": len(resumed),
         "model_load_seconds": load_seconds,
         "generation_seconds": gen_seconds,
-        **throughput(output_lengths, gen_seconds),
+        **throughput(table, output_lengths, gen_seconds),
     }

@@ -25,7 +25,6 @@ workflow can refuse an unsupported run while building the DAG).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import common
 from .common import TOP_K, ChunkStore, Decoding, chunk_seed, chunks, throughput
 
 log = logging.getLogger(__name__)
@@ -254,25 +254,13 @@ def engine_kwargs(model_dir: str | Path, precision: str, parallel: int, batch_si
 
 
 # ----------------------------------------------------------------------------------------------------- generation
-def _model_identity(model_dir: Path) -> str:
-    meta = model_dir / "meta.json"
-    if meta.exists():
-        return json.loads(meta.read_text()).get("config_hash", "") + ":" + str(meta.stat().st_size)
-    return str(model_dir.resolve())
-
-
 def store_key(model_dir: str | Path, prompts: Sequence[str], ids: Sequence[str], *, precision: str, parallel: int,
               batch_size: int, decoding: Decoding, device: str, batch_invariant: bool, enforce_eager: bool,
               vllm_version: str) -> dict[str, Any]:
-    """Everything that determines a vLLM run's result: the ``ChunkStore`` key (finished chunks of an interrupted
-    run are reused only when all of it is equal)."""
-    return {
-        "model": _model_identity(Path(model_dir)),
-        "prompts": hashlib.sha256("\x00".join(prompts).encode()).hexdigest(),
-        "ids": list(ids), "precision": precision, "parallel": parallel, "batch_size": batch_size,
-        "decoding": decoding.as_dict(), "backend": "vllm", "device": device, "batch_invariant": batch_invariant,
-        "enforce_eager": enforce_eager, "vllm": vllm_version,
-    }
+    """The ``ChunkStore`` key of a vLLM run (``common.store_key`` plus the engine settings that change numerics)."""
+    return common.store_key(model_dir, prompts, ids, backend="vllm", precision=precision, parallel=parallel,
+                            batch_size=batch_size, decoding=decoding, device=device, batch_invariant=batch_invariant,
+                            enforce_eager=enforce_eager, vllm=vllm_version)
 
 
 def _topk(position_logprobs: dict[int, Any]) -> tuple[list[int], list[float]]:
@@ -425,8 +413,9 @@ class VllmGenerator:
         return [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
     def generate_table(self, prompts: Sequence[str], ids: Sequence[str], *, decoding: Decoding, output: str | Path,
-                       progress: bool = True) -> dict[str, Any]:
-        """Generate for all prompts and write ``output``; finished chunks of an interrupted run are skipped."""
+                       progress: bool = True, code: str | None = None) -> dict[str, Any]:
+        """Generate for all prompts and write ``output``; finished chunks of an interrupted run with the same key and
+        ``code`` (the generate rule's code fingerprint) are skipped."""
         if len(prompts) != len(ids):
             raise ValueError("prompts and ids differ in length")
         if decoding.n != self.n or decoding.seed != self.seed:
@@ -441,7 +430,7 @@ class VllmGenerator:
         key = store_key(self.model_dir, prompts, ids, precision=self.precision, parallel=self.parallel,
                         batch_size=self.batch_size, decoding=decoding, device=self.device,
                         batch_invariant=self.batch_invariant, enforce_eager=self.eager, vllm_version=_vllm_version())
-        store = ChunkStore(output, key)
+        store = ChunkStore(output, key, code=code)
         resumed = store.finished_chunks()
         if resumed:
             log.info("resuming: %d of %d chunks already generated", len(resumed), len(spans))
@@ -468,14 +457,14 @@ class VllmGenerator:
                 bar.update(1)
         if bar is not None:
             bar.close()
-        store.finalize(len(spans))
+        table = store.finalize(len(spans))
         return {
             **self.engine_meta(),
             "n_prompts": len(prompts),
             "n_chunks": len(spans),
             "resumed_chunks": len(resumed),
             "generation_seconds": gen_seconds,
-            **throughput(output_lengths, gen_seconds),
+            **throughput(table, output_lengths, gen_seconds),
         }
 
     def close(self) -> None:
@@ -501,6 +490,7 @@ def generate_table(
     batch_invariant: bool = False,
     enforce_eager: bool | None = None,
     cache_root: str | Path | None = None,
+    code: str | None = None,
 ) -> dict[str, Any]:
     """Generate for all prompts with vLLM and write ``output`` (generations parquet). Returns figures for meta.json.
 
@@ -518,6 +508,6 @@ def generate_table(
                         seed=decoding.seed, max_model_len=needed_model_len(model_dir, counts, decoding.max_new_tokens),
                         batch_invariant=batch_invariant, enforce_eager=enforce_eager, cache_root=cache_root)
     try:
-        return gen.generate_table(prompts, ids, decoding=decoding, output=output, progress=progress)
+        return gen.generate_table(prompts, ids, decoding=decoding, output=output, progress=progress, code=code)
     finally:
         gen.close()

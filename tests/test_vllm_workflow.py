@@ -1,0 +1,55 @@
+"""The vLLM generate rule inside the workflow: a small vLLM grid runs to completion, and then a dry run with
+Snakemake's default rerun triggers has nothing to do (no params that change between invocations). Slow: one vLLM
+engine start (~30-70 s on 2 cores)."""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from test_workflow import WORKFLOW_PARTS, _planned_rules, _snakemake
+
+ROOT = Path(__file__).resolve().parents[1]
+VLLM_PY = ROOT / ".venvs" / "vllm-cpu" / "bin" / "python"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not VLLM_PY.exists(), reason="vLLM environment absent: make env-vllm")]
+
+
+@pytest.fixture(scope="module")
+def vllm_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("vllm-wf")
+    workflow = base / "workflow"
+    for part in WORKFLOW_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, workflow / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            (workflow / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, workflow / part)
+    run = base / "run"
+    run.mkdir()
+    cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    for key in ("compressions", "importance"):
+        cfg.pop(key)
+    cfg["tasks"] = {"arith": {"source": "synthetic", "n": 4, "max_new_tokens": 8}}
+    cfg["experiments"] = {"vllm_grid": {"models": ["default"], "tasks": ["arith"], "precisions": ["fp32"],
+                                        "backend": "vllm", "parallel": [1], "batch_sizes": [2],
+                                        "decoding": ["greedy"]}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    os.environ["LRMREPRO_VLLM_PYTHON"] = str(VLLM_PY)
+    _snakemake([], run, workflow, timeout=1200)
+    return workflow, run
+
+
+def test_vllm_grid_runs_and_a_second_call_has_nothing_to_do(vllm_run):
+    workflow, run = vllm_run
+    summary = pl.read_parquet(run / "results/summary/accuracy.parquet")
+    assert summary.height == 1 and summary["backend"].to_list() == ["vllm"]
+    # Snakemake's default rerun triggers (mtime, params, input, software-env, code): nothing changed, nothing reruns
+    assert _planned_rules(run, workflow) == {}
+    assert _planned_rules(run, workflow) == {}
