@@ -15,9 +15,8 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
-
-
+# The configuration (config.yaml, or the files given with --configfile, which replace it) is read, validated and
+# cross-checked in rules/common.smk before any job is planned.
 include: "rules/common.smk"
 include: "rules/model.smk"
 include: "rules/compress.smk"

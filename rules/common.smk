@@ -1,23 +1,32 @@
-# Shared by all rule files -- configuration validation, wildcard constraints, run expansion, input functions.
+# Shared by all rule files -- configuration, wildcard constraints, run expansion, input functions.
 import json
 import re
 import sys
 from pathlib import Path
 
-# The Snakefile imports the package from this checkout; scripts import it from the environment, where
-# scripts/setup-env.sh installed this checkout in editable mode.
+# The Snakefile imports the package from this checkout; job_environment (below) makes every job do the same.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from snakemake.utils import validate
 
 from snakemake.exceptions import WorkflowError
 
-from lrmrepro.config import Run, expand_runs, validate_config, vllm_python
-from lrmrepro.fingerprint import code_fingerprint
+from lrmrepro import fingerprint
+from lrmrepro.config import ConfigError, Run, expand_runs, job_environment, load_study
 from lrmrepro.provenance import hardware_label
 
-# --- configuration: our validator names the key and the allowed values; Snakemake's validates again
-config.update(validate_config(config))
+# --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
+#     which replace it (they are never merged into config.yaml's grid). --config KEY=VALUE overrides either.
+#     Snakemake starts every cluster job with the same --configfiles and --config, so a job reads the same study.
+#     Read strictly (a YAML error names file and line, a duplicate key is refused), validated against the schema
+#     with defaults filled in, and cross-checked (recipes, benchmark files, names) before any job is planned.
+STUDY_FILES = [str(f) for f in workflow.overwrite_configfiles] or ["config.yaml"]
+try:
+    _study = load_study(STUDY_FILES, dict(workflow.config_settings.config), workdir=".")
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration ({', '.join(STUDY_FILES)}): {err}") from None
+config.clear()
+config.update(_study)
 validate(config, "../schemas/config.schema.yaml")
 
 _HARDWARE = None
@@ -57,20 +66,16 @@ wildcard_constraints:
     experiment=_alternatives(config["experiments"]),
 
 
-# --- code fingerprints: a change in a stage's package code reruns that stage and what follows, nothing else
-CODE = {
-    "train": code_fingerprint("models/train.py", "models/train_config.py", "models/tokenizer.py", "tasks/synthetic.py",
-                              "prompts.py"),
-    "fetch": code_fingerprint("models/fetch.py"),
-    "compress": code_fingerprint("compress"),
-    "tasks": code_fingerprint("tasks", "prompts.py"),
-    "generate": code_fingerprint("generate", "precision.py", "prompts.py"),
-    "score": code_fingerprint("scoring", "sandbox.py"),
-    "summarize": code_fingerprint("stats/summary.py"),
-    "stats": code_fingerprint("stats/nondeterminism.py"),
-    "figures": code_fingerprint("figures"),
-    "importance": code_fingerprint("importance"),
-}
+# --- code fingerprints: each rule's `params: code=code_of("<its script>")` hashes the script and every package module
+#     it imports (transitively, lrmrepro.fingerprint): a code change reruns exactly the rules whose code changed,
+#     and what follows them.
+def code_of(script):
+    return fingerprint.code_of(Path(workflow.basedir) / "workflow_scripts" / script)
+
+
+def module_code(module):
+    """The same for a rule that runs a package module (`python -m <module>`)."""
+    return fingerprint.code_of(module, root=Path(workflow.basedir) / "src" / "lrmrepro")
 
 
 # --- models
@@ -145,10 +150,13 @@ def generation_threads(wildcards):
     return int(wildcards.parallel) if wildcards.backend == "transformers" else 1
 
 
-# --- vLLM generation (its own environment: vLLM and llm-compressor pin different compressed-tensors)
-# The interpreter of the vLLM environment; scripts/setup-env-vllm.sh creates .venvs/vllm-cpu. On a cluster,
-# point LRMREPRO_VLLM_PYTHON at the GPU environment's python (envs/vllm-gpu.txt).
-VLLM_PYTHON = vllm_python(workflow.basedir)
+# --- the environment of every job (lrmrepro.config.job_environment): PYTHONPATH starts with this checkout's src/, so
+#     scripts, shell commands and the vLLM environment's python run the code the fingerprints were computed from;
+#     LRMREPRO_VLLM_PYTHON names the vLLM environment's interpreter (vLLM and llm-compressor pin different
+#     compressed-tensors, so vLLM has its own environment: scripts/setup-env-vllm.sh makes .venvs/vllm-cpu; on a
+#     cluster, set LRMREPRO_VLLM_PYTHON to the GPU environment's python). Neither is a param of a rule, as both are
+#     paths of this checkout / machine, and a params change would rerun every job (on a fresh clone elsewhere: all).
+job_environment(workflow.basedir)
 
 
 def run_labels_json(wildcards):

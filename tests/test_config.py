@@ -1,4 +1,5 @@
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,98 @@ def test_run_from_wildcards_inverts_the_artifact_path(cfg):
     wildcards = re.fullmatch(pattern, run.folder).groupdict()
     assert Run.from_wildcards(wildcards) == run
     assert isinstance(Run.from_wildcards(wildcards).parallel, int)
+
+
+# --- every configuration error of the trust issue, each reported before any job runs, naming key, value, allowed
+from lrmrepro.config import load_study, read_yaml  # noqa: E402
+
+
+def _write(tmp_path, text, name="study.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_duplicate_yaml_key_is_refused_with_its_line(tmp_path):
+    p = _write(tmp_path, "decoding:\n  greedy: {temperature: 0}\n  greedy: {temperature: 0.7, n: 4}\n")
+    with pytest.raises(ConfigError) as err:
+        read_yaml(p)
+    msg = str(err.value)
+    assert str(p) in msg and "line 3" in msg and "'greedy' appears twice" in msg and "first at line 2" in msg
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    p = _write(tmp_path, "models:\n  default: {source: train\ntasks: {}\n")
+    with pytest.raises(ConfigError) as err:
+        read_yaml(p)
+    assert str(p) in str(err.value) and re.search(r"line \d+, column \d+", str(err.value))
+
+
+def test_unknown_recipe_is_refused_naming_the_key(cfg):
+    cfg["compressions"]["gptq_w4a16"]["recipe"] = "gptq_w5a16"
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "compressions.gptq_w4a16.recipe" in msg and "'gptq_w5a16'" in msg and "gptq_w4a16, " in msg
+
+
+def test_unknown_importance_behaviour_is_refused(cfg):
+    cfg["importance"]["behaviour"] = "daydreaming"
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "importance.behaviour" in msg and "'daydreaming'" in msg and "mean, uncertainty_estimation" in msg
+
+
+@pytest.mark.parametrize("key, value", [("unprotected", "gptq_w9"), ("protected", ["gptq_w3a16_protected", "awq_w1"])])
+def test_unknown_compression_in_protection_figure_is_refused(cfg, key, value):
+    cfg["importance"]["protection_figure"][key] = value
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert f"importance.protection_figure.{key}" in msg and "is not a compression of experiment 'compression'" in msg
+    assert "none, gptq_w4a16" in msg
+
+
+def test_missing_benchmark_path_is_refused_naming_the_key(cfg, tmp_path):
+    cfg["tasks"]["gsm8k"] = {"source": "benchmark", "path": "data/nowhere.jsonl", "n": 3}
+    cfg["experiments"]["compression"]["tasks"].append("gsm8k")
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, workdir=tmp_path)
+    msg = str(err.value)
+    assert "tasks.gsm8k.path" in msg and "'data/nowhere.jsonl'" in msg and "does not exist" in msg
+    # a task whose items were already prepared needs its data file no more (figures rebuild from artifacts)
+    (tmp_path / "results" / "tasks").mkdir(parents=True)
+    (tmp_path / "results" / "tasks" / "gsm8k.parquet").write_bytes(b"")
+    validate_config(cfg, workdir=tmp_path)
+
+
+def test_hardware_label_hint_lists_what_the_pattern_allows(cfg):
+    cfg["experiments"]["precision_grid"]["hardware"] = ["a100_80gb"]
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "experiments.precision_grid.hardware[0]" in msg and "'a100_80gb'" in msg
+    assert "letters, digits and '-' only" in msg and "'_'" not in msg.split("allowed:")[1]
+
+
+def test_reserved_compression_name_is_explained(cfg):
+    cfg["compressions"]["none"] = {"recipe": "gptq_w4a16"}
+    with pytest.raises(ConfigError, match=r"compressions: 'none' is not allowed \('none' is reserved"):
+        validate_config(cfg)
+
+
+def test_batch_invariant_is_a_backend_not_a_runtime_key(cfg):
+    cfg["experiments"]["precision_grid"]["batch_invariant"] = True
+    with pytest.raises(ConfigError, match="unknown key.*batch_invariant.*allowed keys: backend"):
+        validate_config(cfg)
+    del cfg["experiments"]["precision_grid"]["batch_invariant"]
+    cfg["experiments"]["precision_grid"]["backend"] = "vllm_batch_invariant"
+    validate_config(cfg)
+
+
+def test_study_file_replaces_defaults_and_overrides_merge(tmp_path):
+    study = _write(tmp_path, (ROOT / ".test" / "config.yaml").read_text())
+    out = load_study([study], {"train": {"steps": 3}})
+    assert set(out["experiments"]) == {"precision_grid", "compression"}  # nothing of config.yaml's grid
+    assert out["train"]["steps"] == 3 and out["train"]["num_layers"] == 2

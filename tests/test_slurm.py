@@ -102,3 +102,31 @@ def test_real_workflow_stages_run_as_slurm_jobs(slurm_cluster, tmp_path):
     log = max((run / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
     assert "SLURM run ID" in log
     assert log.count("has been submitted with SLURM jobid") == 2, log[-2000:]
+
+
+def test_a_custom_study_means_the_same_in_every_slurm_job(slurm_cluster, tmp_path):
+    """`--configfile study.yaml` through the profile: each SLURM job reads the same study as the submitting run
+    (config.yaml's default grid is never merged in), so `summarize` waits for the study's runs only."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy2(ROOT / ".test" / "config.yaml", run / "config.yaml")  # the defaults a job must not merge in
+    cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    for key in ("compressions", "importance"):
+        cfg.pop(key)
+    cfg["tasks"] = {"arith": {"source": "synthetic", "n": 3, "max_new_tokens": 8}}
+    cfg["experiments"] = {"mini": {"models": ["default"], "tasks": ["arith"], "precisions": ["fp32"],
+                                   "parallel": [1], "batch_sizes": [3], "decoding": ["greedy"]}}
+    (run / "study.yaml").write_text(yaml.safe_dump(cfg))
+    profile = local_profile(tmp_path / "profile")
+    snakemake = Path(sys.executable).with_name("snakemake")
+    cmd = ["timeout", "-k", "20", "600", str(snakemake), "--profile", str(profile), "--snakefile",
+           str(ROOT / "Snakefile"), "--directory", str(run), "results/summary/accuracy.md",
+           "--configfile", str(run / "study.yaml")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    import polars as pl
+
+    summary = pl.read_parquet(run / "results/summary/accuracy.parquet")
+    assert summary.height == 1 and summary["batch_size"].to_list() == [3]
+    log = max((run / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
+    assert log.count("has been submitted with SLURM jobid") == 5, log[-2000:]

