@@ -5,6 +5,17 @@
 # The vLLM environment has its own script: scripts/setup-env-vllm.sh (see docs/cluster.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# bubblewrap: the namespace sandbox for model-generated code (src/lrmrepro/sandbox.py). Installed with apt when we
+# are root; otherwise say how (scoring code tasks refuses to run without it unless sandbox.allow_weak_isolation).
+if ! command -v bwrap >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup-env] installing bubblewrap (apt) for the code sandbox" >&2
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  else
+    echo "[setup-env] warning: bubblewrap (bwrap) is not installed; the code sandbox needs it (apt-get install" \
+         "bubblewrap / dnf install bubblewrap; see docs/tasks.md, Sandbox)" >&2
+  fi
+fi
 PY=${PYTHON:-python3}
 VENV=.venv
 REQ=envs/core.txt

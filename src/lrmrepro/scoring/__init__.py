@@ -25,7 +25,7 @@ class Score:
 
 
 def score_text(answer_format: str, text: str | None, gold: str, aliases: Sequence[str] = (),
-               metadata: dict[str, Any] | None = None) -> Score:
+               metadata: dict[str, Any] | None = None, *, allow_weak_sandbox: bool = False) -> Score:
     """Score one generated ``text`` against ``gold`` (and ``aliases`` for short_text). ``metadata`` carries the test
     cases for ``program``. Malformed, empty or truncated text scores wrong; only an unknown format or a gold answer
     that does not fit the format raises ValueError."""
@@ -43,11 +43,11 @@ def score_text(answer_format: str, text: str | None, gold: str, aliases: Sequenc
         ext, em, f1 = formats.score_short_text(text, gold, aliases)
         return Score(ext, em == 1.0, em, f1)
     if answer_format == "program":
-        return Score(*score_program(text, metadata))
+        return Score(*score_program(text, metadata, allow_weak_sandbox))
     raise ValueError(f"unknown answer_format {answer_format!r}; allowed: {', '.join(ANSWER_FORMATS)}")
 
 
-def score_table(items: Any, generations: Any) -> Any:
+def score_table(items: Any, generations: Any, *, allow_weak_sandbox: bool = False) -> Any:
     """One scores row per generations row (same order): ``id``, ``sample_idx``, ``extracted``, ``correct``, ``em``,
     ``f1``. Items are joined on ``id``; a generation whose id is not among the items raises ValueError."""
     import polars as pl
@@ -59,7 +59,8 @@ def score_table(items: Any, generations: Any) -> Any:
         if item is None:
             raise ValueError(f"generation id {g['id']!r} is not in the task items")
         meta = json.loads(item["metadata"]) if item["metadata"] else {}
-        s = score_text(item["answer_format"], g["text"], item["gold"], item["aliases"] or (), meta)
+        s = score_text(item["answer_format"], g["text"], item["gold"], item["aliases"] or (), meta,
+                       allow_weak_sandbox=allow_weak_sandbox)
         rows.append({"id": g["id"], "sample_idx": g["sample_idx"], "extracted": s.extracted, "correct": s.correct,
                      "em": s.em, "f1": s.f1})
     return pl.DataFrame(rows, schema={"id": pl.String, "sample_idx": pl.Int32, "extracted": pl.String,

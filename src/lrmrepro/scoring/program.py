@@ -57,10 +57,16 @@ def outputs_match(got: str, expected: str) -> bool:
     return all(len(x) == len(y) and all(_tokens_equal(s, t) for s, t in zip(x, y)) for x, y in zip(g, e))
 
 
+def test_limits(metadata: dict[str, Any], allow_weak_isolation: bool = False) -> Limits:
+    """Sandbox limits of one item's tests: 6 CPU seconds and 12 s wall per test unless the item says otherwise."""
+    return Limits(cpu_seconds=int(metadata.get("cpu_seconds", 6)), wall_seconds=float(metadata.get("wall_seconds", 12)),
+                  allow_weak_isolation=allow_weak_isolation)
+
+
 def run_tests(code: str, metadata: dict[str, Any], limits: Limits | None = None) -> tuple[int, int]:
     """(passed, total); stops at the first failure (the remaining tests count as failed)."""
     tests = metadata.get("tests") or []
-    limits = limits or Limits(cpu_seconds=int(metadata.get("cpu_seconds", 6)), wall_seconds=float(metadata.get("wall_seconds", 12)))
+    limits = limits or test_limits(metadata)
     for i, t in enumerate(tests):
         if t.get("testtype", "stdin") == "functional":
             fn = metadata.get("fn_name")
@@ -79,10 +85,11 @@ def run_tests(code: str, metadata: dict[str, Any], limits: Limits | None = None)
     return len(tests), len(tests)
 
 
-def score_program(text: str, metadata: dict[str, Any] | None) -> tuple[str | None, bool]:
+def score_program(text: str, metadata: dict[str, Any] | None,
+                  allow_weak_isolation: bool = False) -> tuple[str | None, bool]:
     code = extract_program(text)
     tests = (metadata or {}).get("tests") or []
     if code is None or not tests:
         return code, False
-    passed, total = run_tests(code, metadata or {})
+    passed, total = run_tests(code, metadata or {}, test_limits(metadata or {}, allow_weak_isolation))
     return code, passed == total
