@@ -9,7 +9,8 @@ rule score:
         scores=f"results/generations/{RUN_FOLDER}/scores.parquet",
         meta=f"results/generations/{RUN_FOLDER}/scores.meta.json",
     params:
-        code=CODE["score"],
+        allow_weak_sandbox=config["sandbox"]["allow_weak_isolation"],
+        code=code_of("score.py"),
     conda:
         "../envs/core.yaml"
     log:
