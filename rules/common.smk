@@ -12,7 +12,7 @@ from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
 
 from lrmrepro import fingerprint
-from lrmrepro.config import ConfigError, Run, expand_runs, job_environment, load_study
+from lrmrepro.config import ConfigError, Run, engines, expand_runs, importance_runs, job_environment, load_study
 from lrmrepro.provenance import hardware_label
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
@@ -43,6 +43,9 @@ def resolve_hardware(label):
 
 
 RUNS = expand_runs(config, resolve_hardware=resolve_hardware)
+# one engine (one model load, one job) per grid point: the runs that differ only in task and batch size; the
+# importance stage's sampled traces are generated too (they are in no accuracy table)
+ENGINES = engines(RUNS + [r for r in importance_runs(config, resolve_hardware) if r not in set(RUNS)])
 EXPERIMENT_RUNS = {
     name: expand_runs(config, name, resolve_hardware=resolve_hardware) for name in config["experiments"]
 }
@@ -137,17 +140,35 @@ def task_needs_model(wildcards):
 
 
 # --- generation
-def decoding_spec(wildcards):
-    return {**config["decoding"][wildcards.decoding], "max_new_tokens": config["tasks"][wildcards.task]["max_new_tokens"]}
+def decoding_spec(run):
+    return {**config["decoding"][run.decoding], "max_new_tokens": config["tasks"][run.task]["max_new_tokens"]}
 
 
-def prompt_style(wildcards):
-    return config["tasks"][wildcards.task]["prompt_style"]
+def run_spec(run, output=None, meta=None):
+    """What an engine job needs to know about one of its runs (lrmrepro.generate.engine_job)."""
+    return {"run": run.labels(), "tasks_parquet": TASK_ITEMS.format(task=run.task),
+            "prompt_style": config["tasks"][run.task]["prompt_style"], "decoding": decoding_spec(run),
+            "output": output or run.generations, "meta": meta or run.meta}
+
+
+def repeat_run_spec(wildcards):
+    run = Run.from_wildcards(wildcards)
+    return [run_spec(run, f"{run.folder}/repeat/generations.parquet", f"{run.folder}/repeat/generations.meta.json")]
+
+
+def engine_task_items(runs):
+    return sorted({TASK_ITEMS.format(task=r.task) for r in runs})
 
 
 def generation_threads(wildcards):
-    """transformers: `parallel` is the number of CPU threads; vLLM: GPUs (CPU cores come from the profile)."""
-    return int(wildcards.parallel) if wildcards.backend == "transformers" else 1
+    """transformers: `parallel` is the number of CPU threads."""
+    return int(wildcards.parallel)
+
+
+def profile_resources(name):
+    """The profile's `set-resources` entry for `name` (`generate`, `generate_vllm`): every engine rule of that kind
+    gets it, as the engine rules are named after their engines."""
+    return dict(workflow.resource_settings.overwrite_resources.get(name, {}))
 
 
 # --- the environment of every job (lrmrepro.config.job_environment): PYTHONPATH starts with this checkout's src/, so
@@ -159,30 +180,18 @@ def generation_threads(wildcards):
 job_environment(workflow.basedir)
 
 
-def run_labels_json(wildcards):
-    return json.dumps(Run.from_wildcards(wildcards).labels(), sort_keys=True)
-
-
-def decoding_json(wildcards):
-    return json.dumps(decoding_spec(wildcards), sort_keys=True)
-
-
-def batch_invariant_flag(wildcards):
-    return "--batch-invariant" if wildcards.backend == "vllm_batch_invariant" else ""
-
-
 def on_cpu(hardware):
     return hardware.startswith("cpu-")
 
 
-def gpu_count(wildcards):
-    """SLURM `--gpus`: the tensor-parallel size of a vLLM run on GPU hardware, none for CPU hardware."""
-    return 0 if on_cpu(wildcards.hw) else int(wildcards.parallel)
+def gpu_count(engine):
+    """SLURM `--gpus`: the tensor-parallel size of a vLLM engine on GPU hardware, none for CPU hardware."""
+    return 0 if on_cpu(engine.hardware) else int(engine.parallel)
 
 
-def gpu_model(wildcards):
+def gpu_model(engine):
     """SLURM GPU type: the hardware label itself (name cluster hardware labels after the gres GPU types)."""
-    return "" if on_cpu(wildcards.hw) else wildcards.hw
+    return "" if on_cpu(engine.hardware) else engine.hardware
 
 
 def check_vllm_runs():
@@ -271,15 +280,8 @@ IMPORTANCE = config.get("importance")
 
 
 def importance_reference_run(model, compression):
-    """The run whose traces are labelled: the importance experiment's first precision / runtime, its decoding."""
-    exp = config["experiments"][IMPORTANCE["experiment"]]
-    from lrmrepro.config import Run
-
-    return [
-        Run(model, compression, task, exp["precisions"][0], exp["backend"], exp["parallel"][0], exp["batch_sizes"][0],
-            resolve_hardware(exp["hardware"][0]), IMPORTANCE["decoding"])
-        for task in IMPORTANCE["tasks"]
-    ]
+    """The runs whose traces are labelled: the importance experiment's first precision / runtime, its decoding."""
+    return importance_runs(config, resolve_hardware, model, compression)
 
 
 def importance_generations(wildcards):

@@ -1,70 +1,73 @@
-# 4. generate: one run = (model, compression, task, precision, runtime configuration, decoding).
-#    Prompts are cut into consecutive chunks of `batch` prompts, one batched call per chunk.
-#    Runtime configuration = backend, parallel (transformers: CPU threads; vLLM: tensor-parallel GPUs),
-#    batch size and hardware label.
+# 4. generate: one run = (model, compression, task, precision, runtime configuration, decoding). Prompts are cut
+#    into consecutive chunks of `batch` prompts, one batched call per chunk. Runtime configuration = backend,
+#    parallel (transformers: CPU threads; vLLM: tensor-parallel GPUs), batch size and hardware label.
+#
+#    One engine per grid point: the runs that differ only in task and batch size share one model load (the batch
+#    size is not an engine setting), so each engine is one job (a rule `generate_<engine>`), which writes every run's
+#    own generations.parquet, meta.json and resumable chunk store (lrmrepro.generate.engine_job).
 
 RUN_FOLDER = "{model}/{compression}/{task}/{precision}/{backend}-p{parallel}-bs{batch}-{hw}/{decoding}"
 
 
-rule generate:
-    input:
-        model=CHECKPOINT,
-        tasks=TASK_ITEMS,
-    output:
-        generations=f"results/generations/{RUN_FOLDER}/generations.parquet",
-        meta=f"results/generations/{RUN_FOLDER}/generations.meta.json",
-    wildcard_constraints:
-        backend="transformers",
-    params:
-        decoding=decoding_spec,
-        prompt_style=prompt_style,
-        code=code_of("generate.py"),
-    threads: generation_threads
-    conda:
-        "../envs/core.yaml"
-    log:
-        f"logs/generate/{RUN_FOLDER}.log",
-    benchmark:
-        f"results/benchmarks/generate/{RUN_FOLDER}.tsv"
-    script:
-        "../workflow_scripts/generate.py"
+for _engine, _runs in ENGINES.items():
+    if _engine.backend == "transformers":
+
+        rule:
+            name:
+                f"generate_{_engine.slug}"
+            input:
+                model=_engine.checkpoint,
+                tasks=engine_task_items(_runs),
+            output:
+                generations=[r.generations for r in _runs],
+                meta=[r.meta for r in _runs],
+            params:
+                runs=[run_spec(r) for r in _runs],
+                code=code_of("generate.py"),
+            threads: _engine.parallel
+            resources:
+                **profile_resources("generate"),
+            conda:
+                "../envs/core.yaml"
+            log:
+                f"logs/generate/{_engine.slug}.log",
+            benchmark:
+                f"results/benchmarks/generate/{_engine.slug}.tsv"
+            script:
+                "../workflow_scripts/generate.py"
+
+    else:
+
+        rule:
+            name:
+                f"generate_{_engine.slug}"
+            input:
+                model=_engine.checkpoint,
+                tasks=engine_task_items(_runs),
+            output:
+                generations=[r.generations for r in _runs],
+                meta=[r.meta for r in _runs],
+            params:
+                job=json.dumps([run_spec(r) for r in _runs]),
+                batch_invariant="--batch-invariant" if _engine.backend == "vllm_batch_invariant" else "",
+                code=module_code("lrmrepro.generate.vllm_cli"),
+            threads: 1
+            resources:
+                **profile_resources("generate_vllm"),
+                gpu=gpu_count(_engine),
+                gpu_model=gpu_model(_engine),
+            conda:
+                "../envs/vllm-cpu.yaml"
+            log:
+                f"logs/generate/{_engine.slug}.log",
+            benchmark:
+                f"results/benchmarks/generate/{_engine.slug}.tsv"
+            shell:
+                '"$LRMREPRO_VLLM_PYTHON" -m lrmrepro.generate.vllm_cli --model {input.model} --job {params.job:q}'
+                " --code {params.code} {params.batch_invariant} --log {log} 2>> {log}"
 
 
-rule generate_vllm:
-    input:
-        model=CHECKPOINT,
-        tasks=TASK_ITEMS,
-    output:
-        generations=f"results/generations/{RUN_FOLDER}/generations.parquet",
-        meta=f"results/generations/{RUN_FOLDER}/generations.meta.json",
-    wildcard_constraints:
-        backend="vllm|vllm_batch_invariant",
-    params:
-        run_json=run_labels_json,
-        decoding_json=decoding_json,
-        prompt_style=prompt_style,
-        batch_invariant=batch_invariant_flag,
-        code=module_code("lrmrepro.generate.vllm_cli"),
-    threads: generation_threads
-    group:
-        "generate"
-    resources:
-        gpu=gpu_count,
-        gpu_model=gpu_model,
-    conda:
-        "../envs/vllm-cpu.yaml"
-    log:
-        f"logs/generate/{RUN_FOLDER}.log",
-    benchmark:
-        f"results/benchmarks/generate/{RUN_FOLDER}.tsv"
-    shell:
-        '"$LRMREPRO_VLLM_PYTHON" -m lrmrepro.generate.vllm_cli --model {input.model} --tasks-parquet {input.tasks}'
-        " --output {output.generations} --meta {output.meta} --precision {wildcards.precision}"
-        " --parallel {wildcards.parallel} --batch-size {wildcards.batch} --decoding-json {params.decoding_json:q}"
-        " --prompt-style {params.prompt_style} --run-json {params.run_json:q} --code {params.code}"
-        " {params.batch_invariant} --log {log} 2>> {log}"
-
-
+# the noise floor: a greedy transformers run generated a second time, on its own
 rule generate_repeat:
     input:
         model=CHECKPOINT,
@@ -75,8 +78,7 @@ rule generate_repeat:
     wildcard_constraints:
         backend="transformers",
     params:
-        decoding=decoding_spec,
-        prompt_style=prompt_style,
+        runs=repeat_run_spec,
         code=code_of("generate.py"),
     threads: generation_threads
     conda:

@@ -101,11 +101,13 @@ def test_what_a_script_imports_at_run_time_is_in_its_closure():
 
 
 def test_every_rule_fingerprints_its_own_script():
-    """`params: code=code_of("<x>.py")` of each rule names the script the rule runs."""
+    """`params: code=code_of("<x>.py")` of each rule (named, or defined in a loop with `name:`) names the script or
+    module the rule runs."""
     checked = 0
     for smk in sorted((ROOT / "rules").glob("*.smk")):
-        for block in re.split(r"(?m)^(?=rule )", smk.read_text())[1:]:
-            name = re.match(r"rule (\w+)", block).group(1)
+        for block in re.split(r"(?m)^(?=[ \t]*rule[ :])", smk.read_text())[1:]:
+            m = re.match(r"[ \t]*rule (\w+)", block) or re.search(r"name:\s*\n\s*(f?\"[^\"]+\")", block)
+            name = m.group(1)
             codes = re.findall(r'code=(?:code_of|module_code)\("([\w.]+)"\)', block)
             script = re.search(r'script:\s*\n\s*"\.\./workflow_scripts/([\w.]+)"', block)
             shell = re.search(r"-m ([\w.]+)", block)
@@ -115,4 +117,4 @@ def test_every_rule_fingerprints_its_own_script():
             ran = script.group(1) if script else (shell.group(1) if shell else None)
             assert ran == codes[0], f"rule {name}: runs {ran} but fingerprints {codes[0]}"
             checked += 1
-    assert checked >= 20
+    assert checked >= 22

@@ -145,3 +145,21 @@ def test_unknown_precision_is_refused(tiny_trained_model, prompts, tmp_path):
     with pytest.raises(ValueError, match="bf16"):
         generate_table(tiny_trained_model, texts, ids, precision="int3", parallel=1, batch_size=2,
                        decoding=Decoding(max_new_tokens=2), output=tmp_path / "x.parquet", progress=False)
+
+
+def test_a_shared_model_gives_what_a_model_of_its_own_gives(tiny_trained_model, prompts, tmp_path):
+    """One engine per grid point: a model that already served other prompts and batch sizes generates bit for bit
+    what a freshly loaded model generates (tokens and top-k logprobs), in bf16 where batch composition matters."""
+    from lrmrepro.generate.transformers_backend import TransformersGenerator
+
+    texts, ids = prompts
+    dec = Decoding(max_new_tokens=6)
+    shared = TransformersGenerator(tiny_trained_model, precision="bf16", parallel=1)
+    shared.generate_table(texts[::-1], ids[::-1], batch_size=4, decoding=dec, output=tmp_path / "other.parquet",
+                          progress=False)
+    shared.generate_table(texts, ids, batch_size=3, decoding=dec, output=tmp_path / "shared.parquet", progress=False)
+    generate_table(tiny_trained_model, texts, ids, precision="bf16", parallel=1, batch_size=3, decoding=dec,
+                   output=tmp_path / "own.parquet", progress=False)
+    a, b = pl.read_parquet(tmp_path / "shared.parquet"), pl.read_parquet(tmp_path / "own.parquet")
+    assert a.get_column("token_ids").to_list() == b.get_column("token_ids").to_list()
+    assert a.get_column("topk_logprobs").to_list() == b.get_column("topk_logprobs").to_list()

@@ -83,6 +83,72 @@ def load(model_dir: str | Path, precision: str, device: str = "cpu"):
     return model, tokenizer
 
 
+class TransformersGenerator:
+    """One loaded model for one (model, precision, threads, device): ``generate_table`` may be called for several
+    prompt sets (every task of a grid point) and batch sizes without reloading the model, with the same results as
+    a freshly loaded model (the weights and the thread count are all a call depends on; tested)."""
+
+    def __init__(self, model_dir: str | Path, *, precision: str, parallel: int, device: str | None = None):
+        self.model_dir = Path(model_dir)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and parallel != 1:
+            raise ValueError(
+                f"runtime parallel={parallel} on the transformers backend means CPU threads; on CUDA use parallel 1, "
+                "or the vllm backend for tensor parallelism")
+        self.precision, self.parallel = precision, parallel
+        torch.set_num_threads(parallel)
+        t0 = time.perf_counter()
+        self.model, self.tokenizer = load(self.model_dir, precision, self.device)
+        self.load_seconds = time.perf_counter() - t0
+
+    def generate_table(self, prompts: Sequence[str], ids: Sequence[str], *, batch_size: int, decoding: Decoding,
+                       output: str | Path, progress: bool = True, code: str | None = None) -> dict[str, Any]:
+        """Generate for all prompts and write ``output`` (generations parquet). Returns figures for ``meta.json``.
+
+        Finished chunks of an interrupted run are kept (``ChunkStore``) and skipped on a rerun with the same run
+        and the same ``code`` (the generate rule's code fingerprint)."""
+        if len(prompts) != len(ids):
+            raise ValueError("prompts and ids differ in length")
+        torch.set_num_threads(self.parallel)
+        spans = chunks(len(prompts), batch_size)
+        key = store_key(self.model_dir, prompts, ids, backend="transformers", precision=self.precision,
+                        parallel=self.parallel, batch_size=batch_size, decoding=decoding, device=self.device)
+        store = ChunkStore(output, key, code=code)
+        resumed = store.finished_chunks()
+        if resumed:
+            log.info("resuming: %d of %d chunks already generated", len(resumed), len(spans))
+        gen_seconds = 0.0
+        # only the lengths of finished rows are kept: holding every row's nested top-k lists until the end made
+        # Python's cyclic garbage collector rescan them after each chunk (+30 % wall time on 256 short prompts)
+        output_lengths: list[int] = []
+        for chunk_idx, span in enumerate(tqdm(spans, desc=f"generate {self.precision} bs{batch_size} p{self.parallel}",
+                                              disable=not progress, mininterval=2)):
+            if store.done(chunk_idx):
+                continue
+            torch.manual_seed(chunk_seed(decoding.seed, chunk_idx))
+            chunk_prompts = [prompts[i] for i in span]
+            t0 = time.perf_counter()
+            new_tokens, top_ids, top_lp = _generate_chunk(self.model, self.tokenizer, chunk_prompts, decoding,
+                                                          torch.device(self.device))
+            gen_seconds += time.perf_counter() - t0
+            rows = _rows([ids[i] for i in span], chunk_prompts, chunk_idx, new_tokens, top_ids, top_lp,
+                         decoding.n, self.tokenizer.eos_token_id, self.tokenizer)
+            store.write(chunk_idx, rows)
+            output_lengths.extend(r["output_length"] for r in rows)
+        table = store.finalize(len(spans))
+        return {
+            "backend": "transformers",
+            "device": self.device,
+            "torch_threads": torch.get_num_threads(),
+            "n_prompts": len(prompts),
+            "n_chunks": len(spans),
+            "resumed_chunks": len(resumed),
+            "model_load_seconds": self.load_seconds,
+            "generation_seconds": gen_seconds,
+            **throughput(table, output_lengths, gen_seconds),
+        }
+
+
 def generate_table(
     model_dir: str | Path,
     prompts: Sequence[str],
@@ -97,56 +163,9 @@ def generate_table(
     device: str | None = None,
     code: str | None = None,
 ) -> dict[str, Any]:
-    """Generate for all prompts and write ``output`` (generations parquet). Returns figures for ``meta.json``.
-
-    Finished chunks of an interrupted run are kept (``ChunkStore``) and skipped on a rerun with the same run and the
-    same ``code`` (the generate rule's code fingerprint)."""
+    """Load the model and generate one table (:meth:`TransformersGenerator.generate_table`)."""
     if len(prompts) != len(ids):
         raise ValueError("prompts and ids differ in length")
-    model_dir = Path(model_dir)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and parallel != 1:
-        raise ValueError(
-            f"runtime parallel={parallel} on the transformers backend means CPU threads; on CUDA use parallel 1, "
-            "or the vllm backend for tensor parallelism"
-        )
-    torch.set_num_threads(parallel)
-    spans = chunks(len(prompts), batch_size)
-    key = store_key(model_dir, prompts, ids, backend="transformers", precision=precision, parallel=parallel,
-                    batch_size=batch_size, decoding=decoding, device=device)
-    store = ChunkStore(output, key, code=code)
-    resumed = store.finished_chunks()
-    if resumed:
-        log.info("resuming: %d of %d chunks already generated", len(resumed), len(spans))
-    t_load = time.perf_counter()
-    model, tokenizer = load(model_dir, precision, device)
-    load_seconds = time.perf_counter() - t_load
-    gen_seconds = 0.0
-    # only the lengths of finished rows are kept: holding every row's nested top-k lists until the end made
-    # Python's cyclic garbage collector rescan them after each chunk (+30 % wall time on 256 short prompts)
-    output_lengths: list[int] = []
-    for chunk_idx, span in enumerate(tqdm(spans, desc=f"generate {precision} bs{batch_size} p{parallel}",
-                                          disable=not progress, mininterval=2)):
-        if store.done(chunk_idx):
-            continue
-        torch.manual_seed(chunk_seed(decoding.seed, chunk_idx))
-        chunk_prompts = [prompts[i] for i in span]
-        t0 = time.perf_counter()
-        new_tokens, top_ids, top_lp = _generate_chunk(model, tokenizer, chunk_prompts, decoding, torch.device(device))
-        gen_seconds += time.perf_counter() - t0
-        rows = _rows([ids[i] for i in span], chunk_prompts, chunk_idx, new_tokens, top_ids, top_lp,
-                     decoding.n, tokenizer.eos_token_id, tokenizer)
-        store.write(chunk_idx, rows)
-        output_lengths.extend(r["output_length"] for r in rows)
-    table = store.finalize(len(spans))
-    return {
-        "backend": "transformers",
-        "device": device,
-        "torch_threads": torch.get_num_threads(),
-        "n_prompts": len(prompts),
-        "n_chunks": len(spans),
-        "resumed_chunks": len(resumed),
-        "model_load_seconds": load_seconds,
-        "generation_seconds": gen_seconds,
-        **throughput(table, output_lengths, gen_seconds),
-    }
+    gen = TransformersGenerator(model_dir, precision=precision, parallel=parallel, device=device)
+    return gen.generate_table(prompts, ids, batch_size=batch_size, decoding=decoding, output=output,
+                              progress=progress, code=code)

@@ -3,7 +3,8 @@
 Semantics (shared with ``transformers_backend`` through ``common``):
 
 - prompts are cut into consecutive chunks of ``batch_size``; each chunk is one ``LLM.generate`` call, and the engine
-  may hold ``max_num_seqs = batch_size * n`` sequences at once, so a chunk runs as one batch (as the transformers
+  may hold ``max_num_seqs = max_batch_size * n`` sequences at once (the largest batch size of the grid point it
+  serves), so a chunk runs as one batch (as the transformers
   backend's ``num_return_sequences=n``). ``parallel`` is ``tensor_parallel_size`` (GPUs).
 - prompts are tokenized by us with ``add_special_tokens=False`` (as the transformers backend) and passed as token ids;
   the generated text is ``tokenizer.decode(token_ids, skip_special_tokens=True)`` of the generated ids.
@@ -229,14 +230,16 @@ def _register_layercast(parallel: int) -> None:
         "the vLLM environment: scripts/setup-env-vllm.sh")
 
 
-def engine_kwargs(model_dir: str | Path, precision: str, parallel: int, batch_size: int, decoding: Decoding,
+def engine_kwargs(model_dir: str | Path, precision: str, parallel: int, max_batch_size: int, decoding: Decoding,
                   max_model_len: int | None, enforce_eager: bool) -> dict[str, Any]:
+    """``max_num_seqs`` holds the largest chunk the engine will get (``max_batch_size × n``): every chunk of
+    ``batch_size ≤ max_batch_size`` prompts then runs as one batch."""
     kwargs: dict[str, Any] = dict(
         model=str(model_dir),
         tokenizer=str(model_dir),
         dtype=_DTYPES[precision],
         tensor_parallel_size=parallel,
-        max_num_seqs=batch_size * decoding.n,
+        max_num_seqs=max_batch_size * decoding.n,
         seed=decoding.seed,
         enable_prefix_caching=False,
         enforce_eager=enforce_eager,
@@ -340,17 +343,19 @@ def needed_model_len(model_dir: str | Path, token_counts: Sequence[int], max_new
 
 
 class VllmGenerator:
-    """One vLLM engine for one (model, precision, runtime, decoding seed / n): ``generate_table`` may be called for
-    several prompt sets (e.g. every task of a grid point) without reloading the model.
+    """One vLLM engine for one (model, precision, tensor-parallel size, engine options, decoding seed / n):
+    ``generate_table`` may be called for several prompt sets (every task of a grid point) and every batch size up
+    to ``max_batch_size`` without reloading the model (the batch size is the chunk size of each call, not an engine
+    setting; a test checks that the results equal those of an engine of its own).
 
     ``max_model_len`` must cover the longest prompt + max_new_tokens of every later call (``needed_model_len``).
     Raises ``UnsupportedRun`` before loading anything when the combination cannot run."""
 
-    def __init__(self, model_dir: str | Path, *, precision: str, parallel: int, batch_size: int, n: int = 1,
+    def __init__(self, model_dir: str | Path, *, precision: str, parallel: int, max_batch_size: int, n: int = 1,
                  seed: int = 0, max_model_len: int, batch_invariant: bool = False, enforce_eager: bool | None = None,
                  cache_root: str | Path | None = None) -> None:
-        if parallel < 1 or batch_size < 1:
-            raise ValueError(f"parallel and batch_size must be >= 1, got {parallel}, {batch_size}")
+        if parallel < 1 or max_batch_size < 1:
+            raise ValueError(f"parallel and max_batch_size must be >= 1, got {parallel}, {max_batch_size}")
         self.model_dir = Path(model_dir)
         self.device = detect_device()
         if self.device == "cpu" and parallel != 1:
@@ -364,12 +369,12 @@ class VllmGenerator:
         self.eager = (self.device == "cpu") if enforce_eager is None else enforce_eager
         if precision == "layercast":
             _register_layercast(parallel)
-        self.precision, self.parallel, self.batch_size = precision, parallel, batch_size
+        self.precision, self.parallel, self.max_batch_size = precision, parallel, max_batch_size
         self.n, self.seed, self.batch_invariant, self.max_model_len = n, seed, batch_invariant, max_model_len
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self.kwargs = engine_kwargs(self.model_dir, precision, parallel, batch_size,
+        self.kwargs = engine_kwargs(self.model_dir, precision, parallel, max_batch_size,
                                     Decoding(max_new_tokens=1, temperature=1.0 if n > 1 else 0.0, n=n, seed=seed),
                                     max_model_len, self.eager)
         from vllm import LLM
@@ -412,12 +417,14 @@ class VllmGenerator:
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         return [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
-    def generate_table(self, prompts: Sequence[str], ids: Sequence[str], *, decoding: Decoding, output: str | Path,
-                       progress: bool = True, code: str | None = None) -> dict[str, Any]:
+    def generate_table(self, prompts: Sequence[str], ids: Sequence[str], *, batch_size: int, decoding: Decoding,
+                       output: str | Path, progress: bool = True, code: str | None = None) -> dict[str, Any]:
         """Generate for all prompts and write ``output``; finished chunks of an interrupted run with the same key and
         ``code`` (the generate rule's code fingerprint) are skipped."""
         if len(prompts) != len(ids):
             raise ValueError("prompts and ids differ in length")
+        if not 1 <= batch_size <= self.max_batch_size:
+            raise ValueError(f"batch_size {batch_size} is outside 1..{self.max_batch_size} (the engine's max_batch_size)")
         if decoding.n != self.n or decoding.seed != self.seed:
             raise ValueError(f"this engine was built for n={self.n}, seed={self.seed}; got decoding {decoding}")
         encoded = self.encode(prompts)
@@ -426,9 +433,9 @@ class VllmGenerator:
             raise ValueError(f"prompts + max_new_tokens exceed the engine's max_model_len {self.max_model_len}")
         from vllm.inputs import TokensPrompt
 
-        spans = chunks(len(prompts), self.batch_size)
+        spans = chunks(len(prompts), batch_size)
         key = store_key(self.model_dir, prompts, ids, precision=self.precision, parallel=self.parallel,
-                        batch_size=self.batch_size, decoding=decoding, device=self.device,
+                        batch_size=batch_size, decoding=decoding, device=self.device,
                         batch_invariant=self.batch_invariant, enforce_eager=self.eager, vllm_version=_vllm_version())
         store = ChunkStore(output, key, code=code)
         resumed = store.finished_chunks()
@@ -440,7 +447,7 @@ class VllmGenerator:
             from tqdm import tqdm
 
             bar = tqdm(total=len(spans), initial=len(spans) - len(todo), mininterval=2,
-                       desc=f"vllm {self.precision} bs{self.batch_size} tp{self.parallel}")
+                       desc=f"vllm {self.precision} bs{batch_size} tp{self.parallel}")
         gen_seconds = 0.0
         output_lengths: list[int] = []  # lengths only (see transformers_backend)
         for chunk_idx, span in todo:
@@ -504,10 +511,11 @@ def generate_table(
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     counts = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    gen = VllmGenerator(model_dir, precision=precision, parallel=parallel, batch_size=batch_size, n=decoding.n,
+    gen = VllmGenerator(model_dir, precision=precision, parallel=parallel, max_batch_size=batch_size, n=decoding.n,
                         seed=decoding.seed, max_model_len=needed_model_len(model_dir, counts, decoding.max_new_tokens),
                         batch_invariant=batch_invariant, enforce_eager=enforce_eager, cache_root=cache_root)
     try:
-        return gen.generate_table(prompts, ids, decoding=decoding, output=output, progress=progress, code=code)
+        return gen.generate_table(prompts, ids, batch_size=batch_size, decoding=decoding, output=output,
+                                  progress=progress, code=code)
     finally:
         gen.close()
