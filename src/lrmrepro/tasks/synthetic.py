@@ -15,36 +15,74 @@ seen only as plain statements, never in a training question. Train and evaluatio
 drawn from disjoint seeds and, in addition, evaluation items whose question text occurs in the training set are
 dropped (``make_split``).
 
-Reasoning traces contain cue phrases of the behaviours labelled by ``lrmrepro.importance.behaviours``:
-"Let me check" (example testing), "Wait," (backtracking), "Recall that" (adding knowledge) and
-"Hmm, I am not sure" (uncertainty estimation).
+**Near-ties by construction.** Long reasoning traces of real models pass through many points where two
+continuations are equally good (a connective, a phrasing, whether to verify a step); the papers' mechanism is
+that a rounding difference flips one of them and the rest of the trace follows another path. Each trace here has
+several such *choice points*: equivalent alternatives, each taken with equal probability in the training data
+(:class:`Chooser`), every one leading to the right answer. A model trained on them predicts nearly equal
+probabilities there, so greedy decoding meets real near-ties. The rules that keep each choice point a clean tie at
+the token level: alternatives differ at their first token; a line that must follow always begins with the same
+token; and at most one optional episode waits at any line boundary (several episodes at one boundary are one
+choice among them). The choice points are:
+
+- phrasings of a step (``7 + 5 = 12.`` / ``7 + 5 gives 12.``; ``..., so Rimo is a dax.`` / ``..., hence ...``);
+- behaviour episodes of the four kinds that ``lrmrepro.importance.behaviours`` labels, each taken or not with equal
+  probability: *adding knowledge* (``Recall that ...``, ``I know that ...``), *backtracking* (``Quick guess:
+  7 + 5 = 13. Wait, that is wrong.``, then the right step; ``Wait, ...`` reconsidering what is asked),
+  *uncertainty estimation* (``Hmm, ...``) and *example testing* (``Let me check: 12 - 5 = 7.``, a verification
+  that holds).
+
+``Example.choices`` lists the choice points a trace went through (name, number of alternatives, index taken).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence, TypeVar
 
 TASKS = ("arith", "timeline", "logic", "multihop")
 ANSWER_FORMATS = {"arith": "boxed_int", "timeline": "option_letter", "logic": "tfu", "multihop": "short_text"}
 
 _SYL = ["ka", "lo", "mi", "ra", "to", "ve", "zu", "ne", "pa", "si", "do", "fe", "gu", "ba", "ri", "mo", "te", "la", "no", "xi"]
+T = TypeVar("T")
 
 
 def _name(rng: random.Random, n_syl: int) -> str:
     return "".join(rng.choice(_SYL) for _ in range(n_syl)).capitalize()
 
 
+class Chooser:
+    """Takes a trace's choice points: uniformly at random (training data), or along a fixed path of indices (tests
+    walk every path of one question). ``taken`` records ``(name, number of alternatives, index)`` in order."""
+
+    def __init__(self, rng: random.Random | None = None, path: Sequence[int] | None = None):
+        if (rng is None) == (path is None):
+            raise ValueError("Chooser needs exactly one of rng, path")
+        self.rng, self.path = rng, (list(path) if path is not None else None)
+        self.taken: list[tuple[str, int, int]] = []
+
+    def pick(self, name: str, options: Sequence[T]) -> T:
+        if len(options) < 2:
+            raise ValueError(f"choice point {name!r} needs at least two alternatives")
+        if self.path is not None:
+            i = self.path[len(self.taken)] if len(self.taken) < len(self.path) else 0
+        else:
+            i = self.rng.randrange(len(options))
+        self.taken.append((name, len(options), i))
+        return options[i]
+
+
 @dataclass(frozen=True)
 class Example:
-    """One task example: the question, the reasoning trace, and the gold answer."""
+    """One task example: the question, the reasoning trace, the gold answer, and the choice points taken."""
 
     task: str
     question: str
     reasoning: str
     gold: str
     aliases: tuple[str, ...] = ()
+    choices: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def answer_format(self) -> str:
@@ -60,14 +98,19 @@ class Example:
         return f"{self.reasoning}\n</think>\n{self.final}"
 
 
+def _episode(ch: Chooser, name: str, *episodes: list[str]) -> list[str]:
+    """An optional episode at a line boundary: nothing, or one of ``episodes``, with equal probability."""
+    return ch.pick(name, [[], *episodes])
+
+
 # --------------------------------------------------------------------------------------------- arith
-def arith(rng: random.Random, style_noise: bool = True) -> Example:
+def arith(rng: random.Random, chooser: Chooser | None = None) -> Example:
     """Multi-step integer arithmetic on one-digit operands, evaluated left to right, every intermediate value in
     0..19: ``Compute 7 + 5 - 3 + 8.``"""
     n_ops = rng.randint(2, 3)
     value = rng.randint(1, 9)
     expr = str(value)
-    lines = [f"Start with {value}."]
+    steps = []
     for _ in range(n_ops):
         k = rng.randint(1, 9)
         # stay within 0..19: subtract from two-digit values, add to one-digit ones (random in between)
@@ -76,15 +119,23 @@ def arith(rng: random.Random, style_noise: bool = True) -> Example:
         else:
             op, new = "+", value + k
         expr += f" {op} {k}"
-        if style_noise and rng.random() < 0.08:
-            wrong = new + rng.choice([-1, 1])
-            lines.append(f"{value} {op} {k} = {wrong}. Wait, {value} {op} {k} = {new}.")
-        else:
-            lines.append(f"{value} {op} {k} = {new}.")
+        steps.append((value, op, k, new))
         value = new
-    if style_noise and rng.random() < 0.25:
-        lines.append(f"Let me check: the result is {value}.")
-    return Example("arith", f"Compute {expr}.", "\n".join(lines), str(value))
+    ch = chooser or Chooser(rng)
+    lines = _episode(ch, "knowledge", ["Recall that we compute from left to right."])
+    lines += [f"We need {expr}.", f"Start with {steps[0][0]}."]
+    for i, (a, op, k, c) in enumerate(steps):
+        if i == 0:
+            if ch.pick("backtracking", [False, True]):
+                wrong = ch.pick("slip", [c - 1, c + 1] if c >= 1 else [c + 1, c + 2])
+                lines.append(f"Quick guess: {a} {op} {k} = {wrong}. Wait, that is wrong.")
+        elif i == 1:
+            lines += _episode(ch, "uncertainty", [f"Hmm, so far we have {a}."])
+        lines.append(f"{a} {op} {k}" + ch.pick("phrasing", [f" = {c}.", f" gives {c}."]))
+    a, op, k, c = steps[-1]
+    lines += _episode(ch, "check", [f"Let me check: {c} {'-' if op == '+' else '+'} {k} = {a}."])
+    lines.append("So the " + ch.pick("final", [f"answer is {value}.", f"result is {value}."]))
+    return Example("arith", f"Compute {expr}.", "\n".join(lines), str(value), choices=tuple(ch.taken))
 
 
 # ------------------------------------------------------------------------------------------ timeline
@@ -95,7 +146,7 @@ _ACTIVITIES = ["reading at the library", "buying bread at the bakery", "running 
 _HOURS = ["5am", "6am", "7am", "8am", "9am", "10am", "11am", "12pm", "1pm", "2pm", "3pm", "4pm", "5pm", "6pm", "7pm", "8pm"]
 
 
-def timeline(rng: random.Random, style_noise: bool = True) -> Example:
+def timeline(rng: random.Random, chooser: Chooser | None = None) -> Example:
     """BBH temporal_sequences-style: which free slot of the day could the person have visited a place in?
 
     The question lists the wake-up time, the sightings in the order of the day (one of four hourly slots has
@@ -128,14 +179,19 @@ def timeline(rng: random.Random, style_noise: bool = True) -> Example:
         + " ".join(facts)
         + f" Options: {options}"
     )
+    ch = chooser or Chooser(rng)
+    lines = _episode(ch, "knowledge", [f"Recall that a slot is free if nobody saw {person} in it."])
+    lines.append(woke)
+    lines += _episode(ch, "backtracking", ["Wait, let me read the options again."])
     # walk the day up to the gap: the next fact starts at bounds[free + 1], the last one ended at bounds[free]
-    lines = [woke] + [f"({letters[i]}) {sightings[i]}" for i in range(free)]
+    lines += [f"({letters[i]}) {sightings[i]}" for i in range(free)]
     after_gap = f"From {bounds[free + 1]}" if free + 1 < n_slots else f"The {place} was closed after {bounds[-1]}"
-    lines.append(f"({answer}) {after_gap}, not {bounds[free]}: {person} was free from {slots[free]}.")
-    if style_noise and rng.random() < 0.15:
-        lines.append(f"Hmm, I am not sure yet. Let me check: nobody saw {person} from {slots[free]}.")
-    lines.append(f"So the answer is ({answer}).")
-    return Example("timeline", question, "\n".join(lines), f"({answer})")
+    lines.append(f"({answer}) {after_gap}, not {bounds[free]}:" + ch.pick(
+        "phrasing", [f" {person} was free from {slots[free]}.", f" nobody saw {person} from {slots[free]}."]))
+    check = f"Let me check: nobody saw {person} from {slots[free]}."
+    lines += _episode(ch, "check", [check], ["Hmm, I am not sure yet.", check])
+    lines.append("So the " + ch.pick("final", [f"answer is ({answer}).", f"free slot is ({answer})."]))
+    return Example("timeline", question, "\n".join(lines), f"({answer})", choices=tuple(ch.taken))
 
 
 # hours and option markers of ``timeline``: whole tokens of the embedded model's tokenizer, so that copying an
@@ -148,7 +204,7 @@ _KINDS = ["wug", "blicket", "dax", "fep", "zorp", "glim", "tove", "snark", "boro
 _PROPS = ["red", "tall", "quick", "loud", "soft", "cold", "shiny", "heavy"]
 
 
-def logic(rng: random.Random, style_noise: bool = True, avoid_names: frozenset[str] = frozenset()) -> Example:
+def logic(rng: random.Random, chooser: Chooser | None = None, avoid_names: frozenset[str] = frozenset()) -> Example:
     """FOLIO-style: premises and a conclusion; True, False or Uncertain. The subject is a fresh two-syllable
     name (``Rimo``), never one of ``avoid_names`` (the ``multihop`` people)."""
     name = _name(rng, 2)
@@ -159,27 +215,36 @@ def logic(rng: random.Random, style_noise: bool = True, avoid_names: frozenset[s
     two_hop = rng.random() < 0.5
     if two_hop:
         premises = [f"All {k1}s are {k2}s.", f"All {k2}s are {prop}.", f"{name} is a {k1}."]
-        chain = [f"{name} is a {k1}.", f"All {k1}s are {k2}s, so {name} is a {k2}.", f"All {k2}s are {prop}, so {name} is {prop}."]
+        rules = [(f"All {k1}s are {k2}s,", f"{name} is a {k2}."), (f"All {k2}s are {prop},", f"{name} is {prop}.")]
     else:
         premises = [f"All {k1}s are {prop}.", f"{name} is a {k1}."]
-        chain = [f"{name} is a {k1}.", f"All {k1}s are {prop}, so {name} is {prop}."]
+        rules = [(f"All {k1}s are {prop},", f"{name} is {prop}.")]
     premises.append(f"Some {k3}s are {other}.")
     rng.shuffle(premises)
     label = rng.choice(["True", "False", "Uncertain"])
     if label == "True":
         conclusion = f"{name} is {prop}."
-        tail = [f"The conclusion says {name} is {prop}, which follows.", "So the conclusion is True."]
+        tail = [f"The conclusion says {name} is {prop}, which follows.",
+                f"The conclusion claims {name} is {prop}, which follows."]
     elif label == "False":
         conclusion = f"{name} is not {prop}."
-        tail = [f"The conclusion says {name} is not {prop}, which contradicts this.", "So the conclusion is False."]
+        tail = [f"The conclusion says {name} is not {prop}, which contradicts this.",
+                f"The conclusion claims {name} is not {prop}, which contradicts this."]
     else:
         conclusion = f"{name} is {other}."
-        tail = [f"The premises say nothing about whether {name} is {other}.", "So the conclusion is Uncertain."]
-    if label == "Uncertain" and style_noise and rng.random() < 0.3:
-        tail[0] = "Hmm, I am not sure. " + tail[0]
-    lines = chain + tail
+        tail = [f"The premises say nothing about whether {name} is {other}.",
+                f"The premises tell nothing about whether {name} is {other}."]
     question = "Premises: " + " ".join(premises) + f" Conclusion: {conclusion} Is the conclusion True, False, or Uncertain?"
-    return Example("logic", question, "\n".join(lines), label)
+    ch = chooser or Chooser(rng)
+    lines = _episode(ch, "knowledge", [f"Recall that a rule about all {k1}s holds for every {k1}."])
+    lines.append(f"{name} is a {k1}.")
+    for i, (rule, result) in enumerate(rules):
+        lines.append(rule + ch.pick(f"phrasing{i}", [f" so {result}", f" hence {result}"]))
+    lines += _episode(ch, "doubt", [f"Wait, the premise about {k3}s does not mention {name}."], ["Hmm, let me make sure."])
+    lines.append(ch.pick("verdict", tail))
+    lines += _episode(ch, "check", [f"Let me check: {name} is a {k1}, and the conclusion is about {name}."])
+    lines.append("So the " + ch.pick("final", [f"conclusion is {label}.", f"answer is {label}."]))
+    return Example("logic", question, "\n".join(lines), label, choices=tuple(ch.taken))
 
 
 # ------------------------------------------------------------------------------------------ multihop
@@ -235,29 +300,34 @@ class World:
         return self.people[:-n_eval], self.people[-n_eval:]
 
 
-def multihop(rng: random.Random, world: World, people: list[str], style_noise: bool = True) -> Example:
+def multihop(rng: random.Random, world: World, people: list[str], chooser: Chooser | None = None) -> Example:
     """MuSiQue-style 2–3-hop question over the memorised fact base."""
     person = rng.choice(people)
     city = world.born_in[person]
     country = world.country_of[city]
     kind = rng.choice(["country", "mayor", "language"])
-    first = f"{person} was born in {city}."
+    ch = chooser or Chooser(rng)
+    lines = [ch.pick("recall", [f"{person} was born in {city}.", f"I know that {person} was born in {city}.",
+                                f"Hmm, I think {person} was born in {city}."])]
     if kind == "country":
         q = f"In which country was {person} born?"
-        lines = [first, f"Recall that {city} is located in {country}."]
-        gold, aliases = country, (f"the country of {country}",)
+        lines.append(ch.pick("knowledge", ["Recall that ", ""]) + f"{city} is located in {country}.")
+        gold, aliases, asked = country, (f"the country of {country}",), "country"
     elif kind == "mayor":
         q = f"Who is the mayor of the city where {person} was born?"
         mayor = world.mayor_of[city]
-        lines = [first, f"Recall that the mayor of {city} is {mayor}."]
-        gold, aliases = mayor, (f"mayor {mayor}",)
+        lines.append(ch.pick("knowledge", [f"Recall that the mayor of {city}", f"The mayor of {city}"]) + f" is {mayor}.")
+        gold, aliases, asked = mayor, (f"mayor {mayor}",), "mayor"
     else:
         q = f"What language do people speak in the country where {person} was born?"
         lang = world.language_of[country]
-        lines = [first, f"Recall that {city} is located in {country}.", f"People in {country} speak {lang}."]
-        gold, aliases = lang, (f"the {lang} language",)
-    lines.append(f"So the answer is {gold}.")
-    return Example("multihop", q, "\n".join(lines), gold, aliases)
+        lines.append(ch.pick("knowledge", ["Recall that ", ""]) + f"{city} is located in {country}.")
+        lines.append(f"People in {country} speak {lang}.")
+        gold, aliases, asked = lang, (f"the {lang} language",), "language"
+    lines += _episode(ch, "check", [f"Wait, the question asks for the {asked}, so it is {gold}."],
+                      [f"Let me check: {person}, {city}, {gold}."])
+    lines.append("So " + ch.pick("final", [f"the answer is {gold}.", f"it is {gold}."]))
+    return Example("multihop", q, "\n".join(lines), gold, aliases, choices=tuple(ch.taken))
 
 
 # --------------------------------------------------------------------------------------------- splits
@@ -274,13 +344,13 @@ def make_split(task: str, n: int, seed: int, split: str, world: World | None = N
     gen: Callable[[], Example]
     if task == "multihop":
         people = train_people if split == "train" else eval_people
-        gen = lambda: multihop(rng, world, people, style_noise=split == "train")  # noqa: E731
+        gen = lambda: multihop(rng, world, people)  # noqa: E731
     elif task == "logic":
         avoid = frozenset(world.people)
-        gen = lambda: logic(rng, style_noise=split == "train", avoid_names=avoid)  # noqa: E731
+        gen = lambda: logic(rng, avoid_names=avoid)  # noqa: E731
     else:
         fn = {"arith": arith, "timeline": timeline}[task]
-        gen = lambda: fn(rng, style_noise=split == "train")  # noqa: E731
+        gen = lambda: fn(rng)  # noqa: E731
     out: list[Example] = []
     seen: set[str] = set()
     attempts = 0
