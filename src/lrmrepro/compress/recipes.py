@@ -45,11 +45,29 @@ def recipe_path(name: str, directory: str | os.PathLike | None = None) -> Path:
     return recipes_dir(directory) / f"{name}.yaml"
 
 
+#: who runs a recipe: llm-compressor (a recipe of stages and modifiers), or one of the package's own backends (a
+#: recipe ``{backend: <name>, <name>: {settings}}``): ``anyq`` (ANY4/ANY3, :mod:`lrmrepro.compress.anyq`),
+#: ``gptqmodel`` (GPTQ/GPTAQ with GPTQModel, :mod:`lrmrepro.compress.gptaq`)
+BACKENDS = ("llmcompressor", "anyq", "gptqmodel")
+
+
+def recipe_backend(recipe: dict[str, Any]) -> str:
+    return str(recipe.get("backend", "llmcompressor")) if isinstance(recipe.get("backend"), str) else "llmcompressor"
+
+
 def load_recipe(name: str, directory: str | os.PathLike | None = None) -> dict[str, Any]:
     path = recipe_path(name, directory)
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict) or not data:
         raise ValueError(f"recipe {path}: expected a mapping of stages, got {type(data).__name__}")
+    if "backend" in data:
+        backend = data["backend"]
+        if backend not in BACKENDS[1:]:
+            raise ValueError(f"recipe {path}: backend {backend!r} is not allowed; allowed values: {', '.join(BACKENDS[1:])}"
+                             " (or no backend key: an llm-compressor recipe)")
+        if set(data) != {"backend", backend} or not isinstance(data[backend], dict):
+            raise ValueError(f"recipe {path}: a {backend} recipe is {{backend: {backend}, {backend}: {{settings}}}}")
+        return data
     for stage, groups in data.items():
         if not isinstance(groups, dict):
             raise ValueError(f"recipe {path}: stage {stage!r} must map modifier groups, got {type(groups).__name__}")
@@ -60,7 +78,9 @@ def load_recipe(name: str, directory: str | os.PathLike | None = None) -> dict[s
 
 
 def iter_modifiers(recipe: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (modifier class name, its argument mapping) in recipe order."""
+    """Yield (modifier class name, its argument mapping) in recipe order (nothing for a non-llm-compressor recipe)."""
+    if recipe_backend(recipe) != "llmcompressor":
+        return
     for groups in recipe.values():
         for mods in groups.values():
             for name, args in mods.items():
@@ -85,17 +105,29 @@ _SCHEME_BITS = {"W4A16": (4, None), "W4A16_ASYM": (4, None), "W8A16": (8, None),
 
 
 def recipe_info(recipe: dict[str, Any]) -> RecipeInfo:
+    backend = recipe_backend(recipe)
+    if backend == "anyq":
+        bits = int(recipe["anyq"]["bits"])
+        return RecipeInfo(f"any{bits}", bits, None, None, None, needs_calibration=True, smoothing=False)
+    if backend == "gptqmodel":
+        settings = recipe["gptqmodel"]
+        bits = int(settings["bits"])
+        method = "gptaq" if settings.get("gptaq") else "gptq (gptqmodel)"
+        return RecipeInfo(method, bits, None, None, None, needs_calibration=True, smoothing=False)
     mods = list(iter_modifiers(recipe))
     names = [m for m, _ in mods]
     wbits = abits = sparsity = structure = None
+    group_bits: set[int] = set()
     for name, args in mods:
         if "scheme" in args and isinstance(args["scheme"], str):
             wbits, abits = _SCHEME_BITS.get(args["scheme"].upper(), (None, None))
         for group in (args.get("config_groups") or {}).values():
             if group.get("weights"):
-                wbits = group["weights"].get("num_bits")
+                group_bits.add(int(group["weights"].get("num_bits")))
             if group.get("input_activations"):
                 abits = group["input_activations"].get("num_bits")
+    if group_bits:  # several schemes (dynamic mixed precision): the nominal bits are the lowest
+        wbits = min(group_bits)
         if name in {"SparseGPTModifier", "WandaPruningModifier"}:
             sparsity, structure = args.get("sparsity"), args.get("mask_structure", "0:0")
     if "AWQModifier" in names:
@@ -108,6 +140,8 @@ def recipe_info(recipe: dict[str, Any]) -> RecipeInfo:
         method = "rtn"
     else:
         method = "+".join(n.removesuffix("Modifier").lower() for n in names)
+    if len(group_bits) > 1:
+        method += "-mixed"
     return RecipeInfo(method, wbits, abits, sparsity, structure,
                       needs_calibration=bool(CALIBRATED_MODIFIERS & set(names)),
                       smoothing=bool(SMOOTHING_MODIFIERS & set(names)))
@@ -130,6 +164,13 @@ def render_recipe(name: str, ignore: Iterable[str] = (), sparsity: float | None 
     recipe = copy.deepcopy(load_recipe(name, directory))
     ignore = [str(i) for i in ignore]
     extra_ignore = extra_ignore or {}
+    backend = recipe_backend(recipe)
+    if backend != "llmcompressor":
+        if sparsity is not None:
+            raise ValueError(f"recipe {name!r} ({backend}) takes no sparsity")
+        settings = recipe[backend]
+        settings["ignore"] = _dedupe(["lm_head", *(settings.get("ignore") or []), *ignore])
+        return recipe, yaml.safe_dump(recipe, sort_keys=False)
     has_placeholder = False
     for mod, args in iter_modifiers(recipe):
         if "ignore" in args:

@@ -16,7 +16,7 @@ from .calibration import build_calibration, validate_spec
 from .cpu import no_pinning_without_accelerator
 from .inspect import size_on_disk, verify_protected, weight_stats
 from .protect import linear_names, resolve_protected, smoothquant_skip
-from .recipes import recipe_info, render_recipe
+from .recipes import recipe_backend, recipe_info, render_recipe
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,19 @@ def compress_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, 
     ``calibration``: see :mod:`lrmrepro.compress.calibration` (``seed`` there defaults to ``seed``);
     ``seed``: torch's global seed for the run. Returns the figures for meta.json (the caller writes it)."""
     import torch
-    from llmcompressor import oneshot
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     ignore = list(ignore or [])
     recipe_dict, recipe_text = render_recipe(recipe, ignore, sparsity, recipes_dir)
     info = recipe_info(recipe_dict)
     calibration = validate_spec({"seed": seed, **dict(calibration)})
     model_dir = Path(model_dir)
+    backend = recipe_backend(recipe_dict)
+    if backend != "llmcompressor":
+        torch.manual_seed(seed)
+        return _own_backend(backend, model_dir, Path(out_dir), recipe, recipe_dict, recipe_text, info, ignore,
+                            calibration, seed)
+    from llmcompressor import oneshot
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
     t0 = time.perf_counter()
@@ -104,4 +109,55 @@ def compress_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, 
         **stats,
         "protection": protection,
         "cpu_pin_memory_workaround": pin_workaround,
+    }
+
+
+def _own_backend(backend: str, model_dir: Path, out_dir: Path, recipe: str, recipe_dict: dict[str, Any],
+                 recipe_text: str, info: Any, ignore: list[str], calibration: dict[str, Any],
+                 seed: int) -> dict[str, Any]:
+    """A recipe run by one of the package's own backends (ANY4/ANY3, GPTQModel): same checkpoint layout and
+    meta.json figures as an llm-compressor run; ``effective_bits`` counts the backend's own storage."""
+    from .calibration import load_texts, sample_texts
+
+    settings = recipe_dict[backend]
+    texts, origin = load_texts(calibration, model_dir)
+    chosen = sample_texts(texts, calibration["num_samples"], calibration["seed"])
+    calib_info = {"used": True, "source": calibration["source"], "resolved_source": origin,
+                  "seed": calibration["seed"], "num_samples": len(chosen), "max_seq_len": calibration["max_seq_len"]}
+    t0 = time.perf_counter()
+    with io.atomic_dir(out_dir) as tmp:
+        if backend == "anyq":
+            from .anyq import anyq_model
+
+            facts = anyq_model(model_dir, tmp, bits=int(settings["bits"]), group_size=settings.get("group_size"),
+                               iterations=int(settings.get("iterations", 50)), ignore=settings["ignore"],
+                               texts=chosen, max_seq_len=calibration["max_seq_len"])
+            own_bits = facts.pop("anyq_effective_bits")
+        else:
+            from .gptaq import gptqmodel_model
+
+            facts = gptqmodel_model(model_dir, tmp, settings=settings, texts=chosen,
+                                    max_seq_len=calibration["max_seq_len"], seed=seed)
+            own_bits = facts.pop("gptqmodel_effective_bits")
+        for name in EXTRA_FILES:
+            if (model_dir / name).exists() and not (tmp / name).exists():
+                shutil.copy2(model_dir / name, tmp / name)
+        (tmp / "recipe.yaml").write_text(recipe_text)
+        protection = verify_protected(model_dir, tmp, ignore) if ignore else None
+        stats = weight_stats(model_dir, tmp)
+        disk = size_on_disk(tmp)
+        if protection and not protection["all_identical"]:
+            raise RuntimeError(f"protected modules changed by {recipe}: "
+                               f"{sorted({d['module'] for d in protection['differ']})} (the checkpoint is not saved)")
+    stored_bits = stats.pop("effective_bits")
+    return {
+        "recipe": recipe, "recipe_text": recipe_text, "recipe_info": asdict(info), "backend": backend,
+        "settings": settings, "ignore": ignore, "protected_modules": facts.pop("protected_modules", []),
+        "sparsity": None, "seed": seed, "calibration": calib_info,
+        "compress_seconds": time.perf_counter() - t0, "peak_rss_bytes": peak_rss_bytes(),
+        "size_on_disk_bytes": disk, "base_size_on_disk_bytes": size_on_disk(model_dir),
+        # bits per weight of the backend's own format (indices + tables + scales); the checkpoint also stores the
+        # dequantised weights densely (stored_dense_bits) so that transformers and vLLM load it as it is
+        "effective_bits": own_bits, "stored_dense_bits": stored_bits, **stats, **facts,
+        "protection": protection, "cpu_pin_memory_workaround": False,
     }
