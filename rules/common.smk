@@ -174,7 +174,7 @@ def profile_resources(name):
 # --- the environment of every job (lrmrepro.config.job_environment): PYTHONPATH starts with this checkout's src/, so
 #     scripts, shell commands and the vLLM environment's python run the code the fingerprints were computed from;
 #     LRMREPRO_VLLM_PYTHON names the vLLM environment's interpreter (vLLM and llm-compressor pin different
-#     compressed-tensors, so vLLM has its own environment: scripts/setup-env-vllm.sh makes .venvs/vllm-cpu; on a
+#     compressed-tensors, so vLLM has its own environment: scripts/setup-extra-env.sh makes .venvs/vllm-cpu; on a
 #     cluster, set LRMREPRO_VLLM_PYTHON to the GPU environment's python). Neither is a param of a rule, as both are
 #     paths of this checkout / machine, and a params change would rerun every job (on a fresh clone elsewhere: all).
 job_environment(workflow.basedir)

@@ -2,7 +2,7 @@
 # Create or update the core environment (.venv) from envs/core.txt. Idempotent: reinstalls only when
 # envs/core.txt changed (a hash stamp is kept in the venv).
 #   scripts/setup-env.sh            core env in .venv
-# The vLLM environment has its own script: scripts/setup-env-vllm.sh (see docs/cluster.md).
+# The vLLM environment has its own script: scripts/setup-extra-env.sh (see docs/cluster.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # bubblewrap: the namespace sandbox for model-generated code (src/lrmrepro/sandbox.py). Installed with apt when we

@@ -73,7 +73,7 @@ def test_any4_recipe_through_compress_model(tiny_trained_model, tmp_path):
     assert meta["backend"] == "anyq" and meta["stored_dense_bits"] == 32.0
     assert 4 < meta["effective_bits"] < 8 and meta["protection"]["all_identical"]
     model = AutoModelForCausalLM.from_pretrained(out)
-    tables = load_file(str(out / "anyq.safetensors"))
+    tables = load_file(str(out / "anyq" / "tables.safetensors"))
     name = "model.layers.1.self_attn.q_proj"
     lut, idx = tables[f"{name}.lut"].float(), tables[f"{name}.index"].long()
     scale, lo = tables[f"{name}.scale"].float(), tables[f"{name}.min"].float()

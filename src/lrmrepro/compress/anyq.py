@@ -23,7 +23,8 @@ square of its group's scale (the error of a scaled value, back in weight units).
 
 Deterministic given the calibration sample (drawn with the calibration seed). The checkpoint is a plain HF
 checkpoint with the dequantised weights (fake quantization, loadable by transformers and vLLM as a dense model) plus
-``anyq.safetensors`` with, per quantized module, ``<m>.lut`` (rows × 2^b, fp16), ``<m>.index`` (rows × columns,
+``anyq/tables.safetensors`` (in a subfolder, so that loaders reading every ``*.safetensors`` of the checkpoint
+folder, as vLLM does, see only the model) with, per quantized module, ``<m>.lut`` (rows × 2^b, fp16), ``<m>.index`` (rows × columns,
 uint8) and, with group scaling, ``<m>.scale`` / ``<m>.min`` (rows × groups, fp16). Effective bits per weight count
 that storage: ``b + 16·2^b / columns + 32 / group_size``.
 """
@@ -191,7 +192,7 @@ def activation_statistics(model: Any, batches: Iterable[dict[str, torch.Tensor]]
 def anyq_model(model_dir: str | Path, out_dir: str | Path, *, bits: int, group_size: int | None, iterations: int,
                ignore: Iterable[str], texts: list[str], max_seq_len: int) -> dict[str, Any]:
     """Quantize every decoder linear module of the checkpoint ``model_dir`` (except ``lm_head`` and ``ignore``d
-    ones) and save the fake-quantized checkpoint with ``anyq.safetensors`` into ``out_dir`` (a fresh folder the
+    ones) and save the fake-quantized checkpoint with ``anyq/tables.safetensors`` into ``out_dir`` (a fresh folder the
     caller replaces atomically). Returns facts for meta.json."""
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -230,7 +231,9 @@ def anyq_model(model_dir: str | Path, out_dir: str | Path, *, bits: int, group_s
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    save_file(tensors, str(out_dir / "anyq.safetensors"), metadata={"bits": str(bits), "group_size": str(group_size)})
+    (out_dir / "anyq").mkdir()
+    save_file(tensors, str(out_dir / "anyq" / "tables.safetensors"),
+              metadata={"bits": str(bits), "group_size": str(group_size)})
     return {
         "quantized_modules": len(targets),
         "protected_modules": sorted(protected),

