@@ -163,3 +163,28 @@ def test_a_shared_model_gives_what_a_model_of_its_own_gives(tiny_trained_model, 
     a, b = pl.read_parquet(tmp_path / "shared.parquet"), pl.read_parquet(tmp_path / "own.parquet")
     assert a.get_column("token_ids").to_list() == b.get_column("token_ids").to_list()
     assert a.get_column("topk_logprobs").to_list() == b.get_column("topk_logprobs").to_list()
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_topk_hook_equals_the_full_logits_of_generate(tiny_trained_model, prompts, sampled):
+    """The top-k taken by the forward hook at each step are bit for bit those of generate's own output_logits (which
+    would keep the whole vocabulary of every step)."""
+    from lrmrepro.generate import transformers_backend as tb
+    from lrmrepro.generate.common import TOP_K
+
+    model, tok = tb.load(tiny_trained_model, "bf16")
+    texts, _ = prompts
+    dec = Decoding(max_new_tokens=10, temperature=0.8, top_p=0.9, n=2, seed=3) if sampled else Decoding(max_new_tokens=10)
+    torch.manual_seed(1)
+    new, ids, lp = tb._generate_chunk(model, tok, texts, dec, torch.device("cpu"))
+    enc = tok(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
+    kw = dict(max_new_tokens=10, return_dict_in_generate=True, output_logits=True, pad_token_id=tok.pad_token_id,
+              eos_token_id=tok.eos_token_id)
+    kw.update(dict(do_sample=True, temperature=0.8, top_p=0.9, top_k=0, num_return_sequences=2) if sampled
+              else dict(do_sample=False, num_beams=1, temperature=None, top_p=None, top_k=None))
+    torch.manual_seed(1)
+    with torch.inference_mode():
+        out = model.generate(**enc, **kw)
+    full_lp, full_ids = torch.log_softmax(torch.stack(out.logits, dim=1).float(), -1).topk(TOP_K, -1)
+    assert torch.equal(out.sequences[:, enc["input_ids"].shape[1]:], new)
+    assert torch.equal(full_ids, ids) and torch.equal(full_lp, lp)

@@ -5,8 +5,12 @@ Semantics shared with the vLLM backend (see ``common``): prompts are cut into co
 of intra-op threads (``torch.set_num_threads``), which changes the reduction order of the matmuls on CPU; on a
 CUDA device it must be 1 (tensor parallelism is the vLLM backend's job).
 
-Top-k log-probabilities are the log-softmax (in fp32) of the model's raw logits at each generated position
-(``output_logits=True``), i.e. before temperature / top-p processing, matching vLLM's default raw logprobs.
+Top-k log-probabilities are the log-softmax (in fp32) of the model's raw logits at each generated position, i.e.
+before temperature / top-p processing, matching vLLM's default raw logprobs. They are taken by a forward hook on the
+model at every decoding step, which keeps only the top-k (memory O(batch × steps × k)); ``output_logits=True`` would
+keep the full-vocabulary logits of every step of the whole batch (8 × 2,048 × 151,936 floats = 10 GB for a Qwen
+vocabulary). The hook sees the same tensor generate's ``output_logits`` returns (the last position's logits, in
+fp32), so the values are identical (tested; ``benchmarks/generation_memory.py`` measures the memory).
 """
 
 from __future__ import annotations
@@ -26,12 +30,34 @@ from .common import TOP_K, ChunkStore, Decoding, chunk_seed, chunks, store_key, 
 log = logging.getLogger(__name__)
 
 
+class _TopKRecorder:
+    """A forward hook on the model that keeps the top-k log-probabilities of the last position's logits at every
+    call (one call per generated token); nothing else of the logits is kept."""
+
+    def __init__(self, model: torch.nn.Module, k: int = TOP_K):
+        self.k, self.ids, self.lps = k, [], []
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output) -> None:
+        logits = output.logits if hasattr(output, "logits") else output[0]
+        last = logits[:, -1, :].to(dtype=torch.float32, copy=True)  # as generate's raw `next_token_logits`
+        lp, ids = torch.log_softmax(last, dim=-1).topk(self.k, dim=-1)
+        self.lps.append(lp.cpu())
+        self.ids.append(ids.cpu())
+
+    def stacked(self, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """[rows, steps, k] ids and logprobs of the first ``steps`` calls (the prefill call is the first step)."""
+        return torch.stack(self.ids[:steps], dim=1), torch.stack(self.lps[:steps], dim=1)
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
 def _generate_chunk(model, tokenizer, prompts: Sequence[str], decoding: Decoding, device: torch.device):
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(device)
     kwargs: dict[str, Any] = dict(
         max_new_tokens=decoding.max_new_tokens,
         return_dict_in_generate=True,
-        output_logits=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
@@ -40,13 +66,16 @@ def _generate_chunk(model, tokenizer, prompts: Sequence[str], decoding: Decoding
     else:
         kwargs.update(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=0,
                       num_return_sequences=decoding.n)
-    with torch.inference_mode():
-        out = model.generate(**enc, **kwargs)
+    recorder = _TopKRecorder(model)
+    try:
+        with torch.inference_mode():
+            out = model.generate(**enc, **kwargs)
+    finally:
+        recorder.remove()
     prompt_len = enc["input_ids"].shape[1]
     new_tokens = out.sequences[:, prompt_len:].cpu()
-    logits = torch.stack(out.logits, dim=1).float()  # [rows, steps, vocab]
-    top_lp, top_ids = torch.log_softmax(logits, dim=-1).topk(TOP_K, dim=-1)
-    return new_tokens, top_ids.cpu(), top_lp.cpu()
+    top_ids, top_lp = recorder.stacked(new_tokens.shape[1])
+    return new_tokens, top_ids, top_lp
 
 
 def _rows(ids, prompts, chunk_idx, new_tokens, top_ids, top_lp, n, eos_id, tokenizer) -> list[dict[str, Any]]:
