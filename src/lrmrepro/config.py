@@ -295,7 +295,8 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
-def load_study(files: Iterable[str | Path], overrides: dict | None = None, *, workdir: str | Path = ".") -> dict:
+def load_study(files: Iterable[str | Path], overrides: dict | None = None, *,
+               workdir: str | Path | None = None) -> dict:
     """The configuration of a study: the config files merged in order (strict YAML), then ``overrides``
     (Snakemake's ``--config KEY=VALUE``), validated with defaults filled in. Raises ConfigError."""
     study: dict = {}
