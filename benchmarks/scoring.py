@@ -18,7 +18,7 @@ def synthetic_outputs(n: int, seed: int = 0) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        a, b = rng.randint(1, 9), rng.randint(2, 12)
+        a, b = rng.randint(1, 999), rng.randint(2, 999)
         gold = f"\\frac{{{a}}}{{{b}}}"
         reasoning = f"We compute step {i}: {a} divided by {b}. " * 3
         kind = i % 4
