@@ -132,6 +132,38 @@ def test_scoring_code_change_reruns_scoring_not_generation(finished_run):
     assert "generate" not in planned and "train_default_model" not in planned and "compress" not in planned
 
 
+def test_scores_carry_rule_truncation_and_policy(finished_run):
+    _, run = finished_run
+    folders = [p.parent for p in (run / "results/generations").rglob("scores.parquet")]
+    assert len(folders) == 13
+    scores = pl.read_parquet(folders[0] / "scores.parquet")
+    assert scores.columns == ["id", "sample_idx", "extracted", "correct", "em", "f1", "truncated", "think_closed",
+                              "extraction_rule"]
+    gens = pl.read_parquet(folders[0] / "generations.parquet")
+    assert scores.get_column("truncated").to_list() == (gens.get_column("finish_reason") == "length").to_list()
+    meta = json.loads((folders[0] / "scores.meta.json").read_text())
+    assert meta["scoring_policy"] == "strict" and sum(meta["extraction_rules"].values()) == scores.height
+    assert meta["truncation_rate"] == pytest.approx(scores.get_column("truncated").mean())
+    assert "truncated_fraction" in (run / "results/summary/accuracy.md").read_text()
+
+
+def test_scoring_policy_change_rescores_without_generating(finished_run):
+    import yaml
+
+    workflow, run = finished_run
+    original = (run / "config.yaml").read_text()
+    cfg = yaml.safe_load(original)
+    for exp in cfg["experiments"].values():
+        exp["scoring"] = "lenient"
+    try:
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+        planned = _planned_rules(run, workflow)
+    finally:
+        (run / "config.yaml").write_text(original)
+    assert planned.get("score") == 13 and "summarize" in planned
+    assert "generate" not in planned and "prepare_task" not in planned
+
+
 def test_figures_regenerate_from_artifacts_alone(finished_run):
     workflow, run = finished_run
     for f in (run / "results/figures").glob("accuracy.*"):
