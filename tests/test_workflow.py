@@ -109,6 +109,10 @@ def test_every_artifact_has_provenance(finished_run):
     prot_meta = json.loads((run / "results/models/default/rtn_w8a16_protected/meta.json").read_text())
     assert spec["ignore"] and prot_meta["config"]["ignore"] == spec["ignore"]
     assert prot_meta["protection"]["all_identical"] is True
+    dataset = json.loads((run / "results/tasks/gsm8k.meta.json").read_text())["dataset"]
+    assert dataset["source"] == "file" and dataset["path"] == "data/gsm8k_test.jsonl" and len(dataset["sha256"]) == 64
+    assert dataset["source_rows"] == 3 and dataset["items"] == 3 and dataset["benchmark"] == "gsm8k"
+    assert json.loads((run / "results/tasks/arith.meta.json").read_text())["dataset"]["source"] == "synthetic"
     for log in ("train_default_model/default.log", "summarize/accuracy.log"):
         assert (run / "logs" / log).stat().st_size > 0
 
