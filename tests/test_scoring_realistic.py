@@ -256,3 +256,17 @@ def test_score_table_policies_columns_and_stats():
     assert stats["truncation_rate"] == pytest.approx(1 / 3) and stats["unanswered_rate"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="strict, lenient"):
         score_table(items, gens, policy="generous")
+
+
+@pytest.mark.parametrize("loop", [r"\boxed{", r"\boxed{\frac{1}{2", " **x", " __x", "*"])
+def test_degenerate_loops_are_scored_in_linear_time(loop):
+    """An output that loops on an unclosed box or emphasis marker until the limit (200k characters) used to take
+    minutes (quadratic rescans); every format now scores it in well under a second."""
+    import time
+
+    text = reasoning("the sum", [], chars=2000) + loop * (200_000 // len(loop))
+    t0 = time.perf_counter()
+    for fmt, gold in (("boxed_int", "1"), ("boxed_math", "1"), ("option_letter", "(A)"), ("tfu", "True"),
+                      ("short_text", "x")):
+        score_text(fmt, text, gold, truncated=True, policy="lenient")
+    assert time.perf_counter() - t0 < 5.0

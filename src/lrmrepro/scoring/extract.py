@@ -17,6 +17,7 @@ POLICIES = ("strict", "lenient")
 EXTRACTION_RULES = ("boxed", "anchor", "last_mention", "fallback_line", "code_block", "truncated", "none")
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE_RE = re.compile(r"[{}]")
 
 
 def boxed_contents(text: str) -> list[str]:
@@ -26,20 +27,23 @@ def boxed_contents(text: str) -> list[str]:
 
 
 def boxed_spans(text: str) -> list[tuple[int, str]]:
-    """``(start offset, content)`` of every complete box, in order (see :func:`boxed_contents`)."""
+    """``(start offset, content)`` of every complete box, in order (see :func:`boxed_contents`). One pass over the
+    braces (linear even when a looping output repeats an unclosed ``\\boxed{`` thousands of times)."""
+    starts = list(_BOX_RE.finditer(text))
+    if not starts:
+        return []
+    closing: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE_RE.finditer(text, starts[0].end() - 1):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            closing[stack.pop()] = m.start()
     out: list[tuple[int, str]] = []
-    for m in _BOX_RE.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text):
-            c = text[i]
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    out.append((m.start(), text[m.end():i].strip()))
-                    break
-            i += 1
+    for m in starts:
+        end = closing.get(m.end() - 1)
+        if end is not None:
+            out.append((m.start(), text[m.end():end].strip()))
     return out
 
 
@@ -50,10 +54,12 @@ def last_boxed(text: str) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ emphasis
 # Markdown bold/italic and LaTeX emphasis around a token: `**D**`, `__D__`, `*D*`, `\textbf{(C)}`, `\emph{x}`.
-# The markers must hug their content and sit outside words, so `2*3*4`, `x**2`, `z^*` and `a * b` are kept.
-_BOLD_RE = re.compile(r"(?<![\w*\\])(\*\*\*?)(?=[^\s*])([^\n]*?[^\s*\\])\1(?![\w*])")  # bold, bold italic
-_UNDER_RE = re.compile(r"(?<![\w_\\])__(?=[^\s_])([^\n]*?[^\s_\\])__(?![\w_])")
-_ITALIC_RE = re.compile(r"(?<![\w*\\^])\*(?=[^\s*])([^*\n]*?[^\s*\\^])\*(?![\w*])")
+# The markers must hug their content and sit outside words, so `2*3*4`, `x**2`, `z^*` and `a * b` are kept; the
+# content is at most 300 characters of one line without the marker character, which keeps the search linear on
+# long lines of unclosed markers (looping outputs).
+_BOLD_RE = re.compile(r"(?<![\w*\\])(\*\*\*?)(?=[^\s*])([^*\n]{0,300}?[^\s*\\])\1(?![\w*])")  # bold, bold italic
+_UNDER_RE = re.compile(r"(?<![\w_\\])__(?=[^\s_])([^_\n]{0,300}?[^\s_\\])__(?![\w_])")
+_ITALIC_RE = re.compile(r"(?<![\w*\\^])\*(?=[^\s*])([^*\n]{0,300}?[^\s*\\^])\*(?![\w*])")
 _ITALIC1_RE = re.compile(r"(?<![\w*\\^])\*([^\s*\\^])\*(?![\w*])")  # `*D*`: one-character content
 _LATEX_EMPH_RE = re.compile(r"\\(?:textbf|textit|emph|mathbf|bm|boldsymbol)\s*\{([^{}]*)\}")
 
