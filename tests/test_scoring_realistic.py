@@ -215,6 +215,8 @@ def test_fallback_line_rules():
     assert fallback_line("Thus, Paris.") == "Paris"
     assert fallback_line("- In conclusion, the Eiffel Tower\n") == "the Eiffel Tower"
     assert fallback_line("Paris\nSome words.\nMore words.\nParis is the capital.") == "Paris"
+    assert fallback_line("UCLA\n\nThe director studied at the Univ", truncated=True) == "UCLA"  # cut line dropped
+    assert fallback_line("The director studied at the Univ", truncated=True) is None
 
 
 # ------------------------------------------------------------------------------------------------ program (LiveCodeBench)
@@ -270,3 +272,38 @@ def test_degenerate_loops_are_scored_in_linear_time(loop):
                       ("short_text", "x")):
         score_text(fmt, text, gold, truncated=True, policy="lenient")
     assert time.perf_counter() - t0 < 5.0
+
+
+# ------------------------------------------------------------------------------------------------ every format, every variant
+CASES = {  # format: (reasoning with a wrong tentative answer, final part, gold, wrong tentative as extracted)
+    "boxed_int": (AIME_THINK, AIME_FINAL, "204", "210"),
+    # (a box beats an anchor within a segment: untagged, the reasoning's tentative box would win over an unboxed
+    # final answer, docs/tasks.md)
+    "boxed_math": (MATH_THINK, "**Final Answer:** $\\boxed{\\textbf{0.75}}$", r"\frac{3}{4}", r"\frac{2}{3}"),
+    "option_letter": (TEMPORAL_THINK, TEMPORAL_SUMMARY + "Answer: **B**", "(B)", "(A)"),
+    "tfu": (FOLIO_THINK, "**Final Answer**: False", "False", "True"),
+    "short_text": (MUSIQUE_THINK, "**Answer:** University of California, Los Angeles", GOLD,
+                   "Stanford University? No, that was the producer"),
+}
+
+
+@pytest.mark.parametrize("fmt", list(CASES))
+def test_every_format_complete_truncated_and_untagged(fmt):
+    think, final_part, gold, tentative = CASES[fmt]
+    aliases = ALIASES if fmt == "short_text" else ()
+    finished = complete(think, final_part)
+    assert len(finished) > 5000
+    for policy in ("strict", "lenient"):                                   # finished: the policies agree
+        s = score_text(fmt, finished, gold, aliases, truncated=False, policy=policy)
+        assert s.correct and s.rule in ("boxed", "anchor"), (policy, s)
+    untagged = think.replace("</think>", "") + "\n\n" + final_part         # no think tags at all
+    assert score_text(fmt, untagged, gold, aliases, truncated=False).correct
+    inside = cut(think, 0.5)                                               # cut inside the reasoning
+    s = score_text(fmt, inside, gold, aliases, truncated=True)
+    assert (s.extracted, s.correct, s.rule) == (None, False, "truncated")
+    assert score_text(fmt, inside, gold, aliases, truncated=True, policy="lenient").extracted == tentative
+    # the same text with an unknown finish reason is not treated as truncated
+    assert score_text(fmt, inside, gold, aliases, truncated=None).extracted == tentative
+    after = complete(think, "Let me summarise the reasoning once more. " * 20)[:-7]   # cut after </think>
+    s = score_text(fmt, after, gold, aliases, truncated=True)
+    assert s.extracted is None and s.rule == "none" and not s.correct     # the reasoning is not searched

@@ -157,7 +157,7 @@ def test_scoring_policy_change_rescores_without_generating(finished_run):
     for exp in cfg["experiments"].values():
         exp["scoring"] = "lenient"
     try:
-        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         planned = _planned_rules(run, workflow)
     finally:
         (run / "config.yaml").write_text(original)

@@ -64,7 +64,7 @@ def score_text(answer_format: str, text: str | None, gold: str, aliases: Sequenc
         ext, ok, rule = formats.score_tfu(segs, gold)
         return Score(ext, ok, rule=rule)
     if answer_format == "short_text":
-        ext, em, f1, rule = formats.score_short_text(segs, gold, aliases)
+        ext, em, f1, rule = formats.score_short_text(segs, gold, aliases, truncated)
         return Score(ext, em == 1.0, em, f1, rule)
     ext, ok, rule = score_program(segs, metadata, allow_weak_sandbox)
     return Score(ext, ok, rule=rule)

@@ -180,13 +180,16 @@ def _norm(s: str) -> str:
     return normalize_answer(s)
 
 
-def fallback_line(segment: str) -> str | None:
+def fallback_line(segment: str, truncated: bool | None = False) -> str | None:
     """The short-text fallback (no box and no anchor in the final segment): the last non-empty line of
     ``segment``, cleaned (:func:`clean_candidate`); when that line has more than :data:`LONG_LINE_WORDS` words its
     last sentence, cleaned, replaces it. Then the most concise candidate wins: among the cleaned last
     :data:`FALLBACK_LINES` non-empty lines (and the last line in full), the shortest whose normalised words occur,
     as a whole-word run, in the normalised last line, when shorter than the choice so far. Lines ending in a colon
-    (headings such as ``Explanation:``) are no candidates. None when the segment has no usable line."""
+    (headings such as ``Explanation:``) are no candidates. A ``truncated`` output's last line was cut by the token
+    limit: it is dropped first. None when the segment has no usable line."""
+    if truncated:
+        segment = segment.rsplit("\n", 1)[0] if "\n" in segment else ""
     lines = [ln for ln in segment.splitlines() if ln.strip()]
     lines = [ln for ln in lines if not ln.rstrip().rstrip("*_").rstrip().endswith(":")]
     if not lines:

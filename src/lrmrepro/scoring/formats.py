@@ -255,10 +255,11 @@ def check_gold(answer_format: str, gold: str, letters: str = "ABCD") -> None:
 
 
 # ------------------------------------------------------------------------------------------------ short text
-def extract_short_text_rule(segs: Sequence[str]) -> tuple[str | None, str]:
+def extract_short_text_rule(segs: Sequence[str], truncated: bool | None = False) -> tuple[str | None, str]:
     """Per segment, the later of the last ``\\boxed{}`` and the last ``Answer:``/``answer is`` line; in the first
     (final) segment, when it has neither, the fallback line (:func:`.extract.fallback_line`) before any later
-    segment (the reasoning) is searched. Trailing period stripped."""
+    segment (the reasoning) is searched; a truncated output's cut last line is no fallback candidate. Trailing
+    period stripped."""
     for i, seg in enumerate(_stripped(segs)):
         spans = boxed_spans(seg)
         best: tuple[int, str] | None = spans[-1] if spans else None
@@ -271,7 +272,7 @@ def extract_short_text_rule(segs: Sequence[str]) -> tuple[str | None, str]:
             if ans:
                 return ans, rule
         if i == 0:
-            line = fallback_line(seg)
+            line = fallback_line(seg, truncated)
             if line:
                 return line, "fallback_line"
     return None, "none"
@@ -284,10 +285,11 @@ def extract_short_text(text: str) -> str | None:
     return extract_short_text_rule(segments(text or ""))[0]
 
 
-def score_short_text(segs: Sequence[str], gold: str, aliases: Sequence[str] = ()) -> tuple[str | None, float, float, str]:
+def score_short_text(segs: Sequence[str], gold: str, aliases: Sequence[str] = (),
+                     truncated: bool | None = False) -> tuple[str | None, float, float, str]:
     from .squad import best_em_f1
 
-    ext, rule = extract_short_text_rule(segs)
+    ext, rule = extract_short_text_rule(segs, truncated)
     if ext is None:
         return None, 0.0, 0.0, rule
     em, f1 = best_em_f1(ext, [gold, *aliases])
