@@ -89,12 +89,6 @@ def think_closed(text: str | None) -> bool:
     return THINK_CLOSE in (text or "")
 
 
-def final_segment(text: str | None) -> str:
-    """The text after the last ``</think>``; an untagged output (no ``</think>``) is all final segment."""
-    text = text or ""
-    return text.rsplit(THINK_CLOSE, 1)[1] if THINK_CLOSE in text else text
-
-
 def segments(text: str) -> list[str]:
     """Where to look for the final answer, in order of preference: the text after the last ``</think>`` (when
     there is one), then the whole text. A final answer after the reasoning thus overrides anything inside it;
