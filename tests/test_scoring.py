@@ -166,3 +166,31 @@ def test_score_table_schema_and_join():
     assert out.get_column("extraction_rule").to_list() == ["anchor", "boxed", "none"]
     with pytest.raises(ValueError, match="'zz'"):
         score_table(items, gens.with_columns(pl.lit("zz").alias("id")))
+
+
+def test_plain_number_shortcut_agrees_with_math_verify():
+    """math_equal decides plain numbers (integers, decimals, a/b, \\frac{a}{b}) without math-verify when they are
+    equal or clearly apart; on random pairs (equal, near, far) its verdict is math-verify's."""
+    import random
+    from fractions import Fraction
+
+    from math_verify import parse, verify
+
+    from lrmrepro.scoring.formats import _rational, _strip_spaces, math_equal
+
+    def forms(fr):
+        out = [f"\\frac{{{fr.numerator}}}{{{fr.denominator}}}", f"{fr.numerator}/{fr.denominator}",
+               f"{float(fr):.6f}", f"{float(fr):.3f}"]
+        return out + ([str(fr.numerator)] if fr.denominator == 1 else [])
+
+    rng, plain = random.Random(3), 0
+    for _ in range(150):
+        a = Fraction(rng.randint(-50, 999), rng.choice([1, 2, 3, 7, 12, 1000, rng.randint(1, 999)]))
+        r = rng.random()
+        b = a if r < 0.3 else a + Fraction(1, rng.choice([1, 100, 10**4, 10**6])) if r < 0.6 else \
+            Fraction(rng.randint(-50, 999), rng.randint(1, 50))
+        g, p = rng.choice(forms(a)), rng.choice(forms(b))
+        if _rational(_strip_spaces(g)) is not None and _rational(_strip_spaces(p)) is not None:
+            plain += 1
+        assert math_equal(p, g) == bool(verify(parse(f"${g}$"), parse(f"${p}$"))), (g, p)
+    assert plain > 100
