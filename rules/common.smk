@@ -12,7 +12,8 @@ from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
 
 from lrmrepro import fingerprint
-from lrmrepro.config import ConfigError, Run, engines, expand_runs, importance_runs, job_environment, load_study
+from lrmrepro.config import (ConfigError, Run, engines, expand_runs, importance_runs, job_environment, load_study,
+                             scoring_policies)
 from lrmrepro.provenance import hardware_label
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
@@ -49,6 +50,20 @@ ENGINES = engines(RUNS + [r for r in importance_runs(config, resolve_hardware) i
 EXPERIMENT_RUNS = {
     name: expand_runs(config, name, resolve_hardware=resolve_hardware) for name in config["experiments"]
 }
+
+
+# --- the scoring policy of every run (experiments.<name>.scoring; a shared run must get one policy, checked here
+#     again with the hardware labels resolved)
+try:
+    SCORING_POLICIES = scoring_policies(config, resolve_hardware)
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration ({', '.join(STUDY_FILES)}): {err}") from None
+
+
+def scoring_policy(wildcards):
+    """The run's truncation policy, strict or lenient (a params function of the score job: changing it rescores
+    the run and reruns what follows, never generation). A path outside the grid gets the default, strict."""
+    return SCORING_POLICIES.get(Run.from_wildcards(wildcards), "strict")
 
 
 def _alternatives(names):

@@ -1,4 +1,5 @@
-# 5. score: per-sample extracted answer and correctness (EM/F1 for short-text answers).
+# 5. score: per-sample extracted answer, extraction rule and correctness (EM/F1 for short-text answers), under the
+#    run's truncation policy (strict or lenient, docs/tasks.md).
 
 
 rule score:
@@ -10,6 +11,7 @@ rule score:
         meta=f"results/generations/{RUN_FOLDER}/scores.meta.json",
     params:
         allow_weak_sandbox=config["sandbox"]["allow_weak_isolation"],
+        policy=scoring_policy,
         code=code_of("score.py"),
     conda:
         "../envs/core.yaml"

@@ -56,6 +56,16 @@ def test_main_results_table(tmp_path):
     assert pl.read_csv(tmp_path / "t.csv").height == len(ACC)
 
 
+def test_main_results_table_shows_truncation_when_summary_has_it():
+    df = summary().with_columns(pl.when(pl.col("compression") == "gptq_w3a16").then(0.5).otherwise(0.0)
+                                .alias("truncated_fraction"))
+    table = main_results_table(df, compression_info(METAS))
+    assert table.columns[-1] == "truncated"
+    w3 = table.filter(pl.col("compression") == "gptq_w3a16").row(0, named=True)
+    assert w3["truncated"] == pytest.approx(50.0) and w3["arith"] == pytest.approx(25.0)
+    assert "truncated" not in main_results_table(summary(), compression_info(METAS)).columns
+
+
 def test_missing_info_row_fails():
     with pytest.raises(ValueError, match=r"no row for compressions \['gptq_w3a16'\]"):
         main_results_table(summary(), compression_info({k: v for k, v in METAS.items() if k != "gptq_w3a16"}))

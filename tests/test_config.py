@@ -186,3 +186,23 @@ def test_study_file_replaces_defaults_and_overrides_merge(tmp_path):
     out = load_study([study], {"train": {"steps": 3}})
     assert set(out["experiments"]) == {"precision_grid", "compression"}  # nothing of config.yaml's grid
     assert out["train"]["steps"] == 3 and out["train"]["num_layers"] == 2
+
+
+def test_scoring_policy_default_and_conflict_on_a_shared_run(cfg):
+    from lrmrepro.config import scoring_policies
+
+    c = validate_config(cfg)
+    assert {e["scoring"] for e in c["experiments"].values()} == {"strict"}  # the default
+    cfg["experiments"]["compression"]["scoring"] = "lenient"
+    # precision_grid and compression share the fp32 / p2 / bs16 / greedy runs of the uncompressed model
+    with pytest.raises(ConfigError, match=r"experiments\.compression\.scoring: 'lenient', but experiment "
+                                          r"'precision_grid' sets 'strict' .*results/generations/default/none/arith/"
+                                          r"fp32/transformers-p2-bs16-auto/greedy"):
+        validate_config(cfg)
+    cfg["experiments"]["precision_grid"]["scoring"] = "lenient"
+    cfg["experiments"]["sampling_grid"]["scoring"] = "lenient"
+    policies = scoring_policies(validate_config(cfg))
+    assert set(policies.values()) == {"lenient"}
+    cfg["experiments"]["compression"]["scoring"] = "generous"
+    with pytest.raises(ConfigError, match="strict, lenient"):
+        validate_config(cfg)

@@ -122,3 +122,55 @@ def test_offline_hub_without_cache_names_dataset_and_config_key(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120).stdout
     assert out.startswith("ERR") and "yale-nlp/FOLIO" in out and "tasks.folio.path" in out
+
+
+# --- dataset versions: where the items came from (the task's meta.json records it)
+from lrmrepro.tasks.loaders import FOLIO_RELEASES, load_benchmark_with_source  # noqa: E402
+
+
+def _folio_rows(n):
+    base = [json.loads(line) for line in (FX / "folio_validation.jsonl").read_text().splitlines()]
+    return [base[i % len(base)] for i in range(n)]
+
+
+def test_file_source_is_recorded_with_its_hash():
+    import hashlib
+
+    df, info = load_benchmark_with_source("gsm8k", {"path": str(FX / "gsm8k_test.jsonl")}, limit=2)
+    assert df.height == 2
+    assert info == {"source": "file", "path": str(FX / "gsm8k_test.jsonl"),
+                    "sha256": hashlib.sha256((FX / "gsm8k_test.jsonl").read_bytes()).hexdigest(),
+                    "source_rows": 3, "items": 2}
+
+
+@pytest.mark.parametrize("n,warned", [(204, True), (203, False), (3, False)])
+def test_folio_release_recognised_by_validation_rows(tmp_path, caplog, n, warned):
+    path = tmp_path / "folio.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in _folio_rows(n)))
+    with caplog.at_level("WARNING", logger="lrmrepro.tasks.loaders"):
+        df, info = load_benchmark_with_source("folio", {"path": str(path)})
+    assert df.height == n and info["source_rows"] == n and info["release"] == FOLIO_RELEASES.get(n)
+    assert ("204 rows" in caplog.text and "yale-nlp/FOLIO (203 validation rows" in caplog.text) == warned
+
+
+def test_folio_hub_default_records_id_split_and_commit(monkeypatch):
+    """The documented default: hub yale-nlp/FOLIO, validation split, 203 rows (the compression paper's release)."""
+    import datasets
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    rows = [{"story_id": i // 3, "premises": "All wugs are blue.\nRimo is a wug.", "premises-FOL": "",
+             "conclusion": "Rimo is blue.", "conclusion-FOL": "", "label": "True", "example_id": i} for i in range(203)]
+    calls = []
+
+    def fake_load_dataset(hub, config, split, **kw):
+        calls.append((hub, config, split, kw))
+        ds = datasets.Dataset.from_list(rows)
+        ds.info.download_checksums = {f"hf://datasets/{hub}@{sha}/validation.jsonl": {"num_bytes": 1}}
+        return ds
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    df, info = load_benchmark_with_source("folio", {})
+    assert calls == [("yale-nlp/FOLIO", None, "validation", {})]
+    assert info == {"source": "hub", "id": "yale-nlp/FOLIO", "split": "validation", "config": None, "revision": None,
+                    "resolved_revision": sha, "source_rows": 203, "release": FOLIO_RELEASES[203], "items": 203}
+    assert df.row(0, named=True)["id"] == "folio-0" and df.row(0, named=True)["question"].startswith("Premises:\nAll")

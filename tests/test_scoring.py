@@ -99,9 +99,10 @@ def test_short_text_normalisation():
     (r"so \boxed{Miquette Giraudy}", "Miquette Giraudy", (), "Miquette Giraudy", 1.0, 1.0),
     ("Answer: Steve", "Miquette Giraudy", ("Steve Hillage",), "Steve", 0.0, pytest.approx(2 / 3)),
     ("Answer: USA", "United States", ("USA", "U.S."), "USA", 1.0, 1.0),             # alias
-    ("<think>x</think>Paris\nmore text", "paris", (), "Paris", 1.0, 1.0),          # first line after think
+    ("<think>x</think>Paris\n\nParis is the capital of France.", "paris", (), "Paris", 1.0, 1.0),  # concise line
+    ("<think>x</think>\nSome notes first.\nParis", "paris", (), "Paris", 1.0, 1.0),  # last line after think
     ("\\boxed{Rome}. Wait. Answer: Paris", "Paris", (), "Paris", 1.0, 1.0),        # later anchor wins
-    ("I think it is Paris", "Paris", (), None, 0.0, 0.0),                           # no anchor, no think
+    ("I think it is Paris", "Paris", (), "Paris", 1.0, 1.0),                        # untagged: fallback line
     ("", "Paris", (), None, 0.0, 0.0),
 ])
 def test_short_text(text, gold, aliases, extracted, em, f1):
@@ -155,10 +156,41 @@ def test_score_table_schema_and_join():
     gens = pl.DataFrame({"id": ["b", "a", "a"], "sample_idx": pl.Series([0, 0, 1], dtype=pl.Int32),
                          "text": ["Answer: the city of Paris", r"\boxed{4}", "truncated \\boxed{"]})
     out = score_table(items, gens)
-    assert out.columns == ["id", "sample_idx", "extracted", "correct", "em", "f1"]
+    assert out.columns == ["id", "sample_idx", "extracted", "correct", "em", "f1", "truncated", "think_closed",
+                           "extraction_rule"]
     assert out.schema["sample_idx"] == pl.Int32 and out.schema["em"] == pl.Float64
     assert out.get_column("correct").to_list() == [True, True, False]
     assert out.get_column("extracted").to_list() == ["the city of Paris", "4", None]
     assert out.get_column("em").to_list() == [1.0, None, None]
+    assert out.get_column("truncated").to_list() == [None, None, None]  # no finish_reason column: unknown
+    assert out.get_column("extraction_rule").to_list() == ["anchor", "boxed", "none"]
     with pytest.raises(ValueError, match="'zz'"):
         score_table(items, gens.with_columns(pl.lit("zz").alias("id")))
+
+
+def test_plain_number_shortcut_agrees_with_math_verify():
+    """math_equal decides plain numbers (integers, decimals, a/b, \\frac{a}{b}) without math-verify when they are
+    equal or clearly apart; on random pairs (equal, near, far) its verdict is math-verify's."""
+    import random
+    from fractions import Fraction
+
+    from math_verify import parse, verify
+
+    from lrmrepro.scoring.formats import _rational, _strip_spaces, math_equal
+
+    def forms(fr):
+        out = [f"\\frac{{{fr.numerator}}}{{{fr.denominator}}}", f"{fr.numerator}/{fr.denominator}",
+               f"{float(fr):.6f}", f"{float(fr):.3f}"]
+        return out + ([str(fr.numerator)] if fr.denominator == 1 else [])
+
+    rng, plain = random.Random(3), 0
+    for _ in range(150):
+        a = Fraction(rng.randint(-50, 999), rng.choice([1, 2, 3, 7, 12, 1000, rng.randint(1, 999)]))
+        r = rng.random()
+        b = a if r < 0.3 else a + Fraction(1, rng.choice([1, 100, 10**4, 10**6])) if r < 0.6 else \
+            Fraction(rng.randint(-50, 999), rng.randint(1, 50))
+        g, p = rng.choice(forms(a)), rng.choice(forms(b))
+        if _rational(_strip_spaces(g)) is not None and _rational(_strip_spaces(p)) is not None:
+            plain += 1
+        assert math_equal(p, g) == bool(verify(parse(f"${g}$"), parse(f"${p}$"))), (g, p)
+    assert plain > 100

@@ -109,6 +109,7 @@ def test_every_artifact_has_provenance(finished_run):
     prot_meta = json.loads((run / "results/models/default/rtn_w8a16_protected/meta.json").read_text())
     assert spec["ignore"] and prot_meta["config"]["ignore"] == spec["ignore"]
     assert prot_meta["protection"]["all_identical"] is True
+    assert json.loads((run / "results/tasks/arith.meta.json").read_text())["dataset"]["source"] == "synthetic"
     for log in ("train_default_model/default.log", "summarize/accuracy.log"):
         assert (run / "logs" / log).stat().st_size > 0
 
@@ -148,6 +149,38 @@ def test_scoring_code_change_reruns_scoring_not_generation(finished_run):
     assert "train_default_model" not in planned and "compress" not in planned
 
 
+def test_scores_carry_rule_truncation_and_policy(finished_run):
+    _, run = finished_run
+    folders = [p.parent for p in (run / "results/generations").rglob("scores.parquet")]
+    assert len(folders) == 13
+    scores = pl.read_parquet(folders[0] / "scores.parquet")
+    assert scores.columns == ["id", "sample_idx", "extracted", "correct", "em", "f1", "truncated", "think_closed",
+                              "extraction_rule"]
+    gens = pl.read_parquet(folders[0] / "generations.parquet")
+    assert scores.get_column("truncated").to_list() == (gens.get_column("finish_reason") == "length").to_list()
+    meta = json.loads((folders[0] / "scores.meta.json").read_text())
+    assert meta["scoring_policy"] == "strict" and sum(meta["extraction_rules"].values()) == scores.height
+    assert meta["truncation_rate"] == pytest.approx(scores.get_column("truncated").mean())
+    assert "truncated_fraction" in (run / "results/summary/accuracy.md").read_text()
+
+
+def test_scoring_policy_change_rescores_without_generating(finished_run):
+    import yaml
+
+    workflow, run = finished_run
+    original = (run / "config.yaml").read_text()
+    cfg = yaml.safe_load(original)
+    for exp in cfg["experiments"].values():
+        exp["scoring"] = "lenient"
+    try:
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        planned = _planned_rules(run, workflow)
+    finally:
+        (run / "config.yaml").write_text(original)
+    assert planned.get("score") == 13 and "summarize" in planned
+    assert "generate" not in planned and "prepare_task" not in planned
+
+
 def test_figures_regenerate_from_artifacts_alone(finished_run):
     workflow, run = finished_run
     for f in (run / "results/figures").glob("accuracy.*"):
@@ -165,6 +198,9 @@ def test_benchmark_task_is_prepared_by_the_workflow(finished_run):
     assert items.height == 3
     assert set(items.get_column("answer_format")) == {"boxed_int"}
     assert items.get_column("gold").str.contains(r"^-?\d+$").all()
+    dataset = json.loads((run / "results/tasks/gsm8k.meta.json").read_text())["dataset"]  # which data, which version
+    assert dataset["source"] == "file" and dataset["path"] == "data/gsm8k_test.jsonl" and len(dataset["sha256"]) == 64
+    assert dataset["source_rows"] == 3 and dataset["items"] == 3 and dataset["benchmark"] == "gsm8k"
 
 
 def _study(run, name, mutate):

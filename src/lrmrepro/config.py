@@ -138,6 +138,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, *, work
         raise ConfigError(_explain(best))
     _fill_defaults(config, schema, schema)
     _check_references(config)
+    scoring_policies(config)
     _check_recipes(config)
     _check_importance(config)
     if workdir is not None:
@@ -435,6 +436,23 @@ def expand_runs(config: dict, experiment: str | None = None,
             model, comp, task, prec, par, bs, hw, dec = combo
             seen.setdefault(Run(model, comp, task, prec, exp["backend"], par, bs, resolve_hardware(hw), dec))
     return list(seen)
+
+
+def scoring_policies(config: dict, resolve_hardware: Callable[[str], str] = lambda h: h) -> dict[Run, str]:
+    """The scoring policy (``experiments.<name>.scoring``) of every run. A run shared by experiments that set
+    different policies is refused (ConfigError naming both experiments and the run's folder): its one
+    ``scores.parquet`` cannot follow both."""
+    policies: dict[Run, tuple[str, str]] = {}
+    for name, exp in config["experiments"].items():
+        policy = exp.get("scoring", "strict")
+        for run in expand_runs(config, name, resolve_hardware):
+            first = policies.setdefault(run, (name, policy))
+            if first[1] != policy:
+                raise ConfigError(
+                    f"config key experiments.{name}.scoring: {policy!r}, but experiment {first[0]!r} sets "
+                    f"{first[1]!r} and both contain the run {run.folder}; a run is scored once: give both "
+                    "experiments the same scoring policy")
+    return {run: policy for run, (_, policy) in policies.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,9 @@ checkpoints' meta.json; ``none`` is the uncompressed model: method ``none``, spa
 Aggregation (a choice, stated here): a cell is the mean over every summary row of that (model, compression, task),
 i.e. over precisions, backends, runtime configurations and decodings present in the summary; filter the summary
 first to restrict it. Tasks whose rows carry EM/F1 (``short_text`` tasks) get EM and F1 columns instead of an
-accuracy column; ``average`` is the unweighted mean over the other (accuracy) tasks. Values are in percent.
+accuracy column; ``average`` is the unweighted mean over the other (accuracy) tasks; ``truncated`` (when the summary
+has ``truncated_fraction``) is the share of outputs that hit max_new_tokens, over all tasks of the row, so a variant
+that makes outputs loop is visible as such. Values are in percent.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ def main_results_table(summary: pl.DataFrame, info: pl.DataFrame) -> pl.DataFram
         col = means.filter(pl.col("task") == t).select("model", "compression", pl.col("em").alias(f"{t} EM"),
                                                        pl.col("f1").alias(f"{t} F1"))
         table = table.join(col, on=["model", "compression"], how="left")
+    if "truncated_fraction" in summary.columns:  # outputs cut at max_new_tokens: a variant that loops shows here
+        trunc = (summary.group_by(["model", "compression"])
+                 .agg((100 * pl.col("truncated_fraction").mean()).alias("truncated")))
+        table = table.join(trunc, on=["model", "compression"], how="left")
     # uncompressed first, then by method and bits
     order = pl.when(pl.col("compression") == "none").then(0).otherwise(1)
     return table.sort([pl.col("model"), order, "method", pl.col("bits").fill_null(99).neg(), "sparsity",

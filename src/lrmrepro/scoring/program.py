@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Sequence
 
 from ..sandbox import Limits, run_python
 
@@ -28,8 +28,14 @@ print(_json.dumps(_fn(*_args)))
 def extract_program(text: str) -> str | None:
     """The last ```python (or ```py / bare ```) fenced block after ``</think>`` if one is there, else in the whole
     text; None when there is no closed block (e.g. truncated output)."""
-    text = text or ""
-    for seg in ([text.rsplit("</think>", 1)[1]] if "</think>" in text else []) + [text]:
+    from .extract import segments
+
+    return extract_program_from(segments(text or ""))
+
+
+def extract_program_from(segs: Sequence[str]) -> str | None:
+    """The last ```python (or ```py / bare ```) fenced block of the first segment that has a non-empty one."""
+    for seg in segs:
         blocks = _FENCE_RE.findall(seg)
         py = [b for lang, b in blocks if lang]
         chosen = py or [b for _, b in blocks]
@@ -85,11 +91,14 @@ def run_tests(code: str, metadata: dict[str, Any], limits: Limits | None = None)
     return len(tests), len(tests)
 
 
-def score_program(text: str, metadata: dict[str, Any] | None,
-                  allow_weak_isolation: bool = False) -> tuple[str | None, bool]:
-    code = extract_program(text)
+def score_program(segs: Sequence[str], metadata: dict[str, Any] | None,
+                  allow_weak_isolation: bool = False) -> tuple[str | None, bool, str]:
+    """``(code, correct, rule)``: the last fenced block (:func:`extract_program_from`, rule ``code_block``) run
+    against the item's tests; no closed block -> ``(None, False, "none")``."""
+    code = extract_program_from(segs)
+    rule = "code_block" if code is not None else "none"
     tests = (metadata or {}).get("tests") or []
     if code is None or not tests:
-        return code, False
+        return code, False, rule
     passed, total = run_tests(code, metadata or {}, test_limits(metadata or {}, allow_weak_isolation))
-    return code, passed == total
+    return code, passed == total, rule

@@ -2,7 +2,8 @@
 
 Columns: the run labels, ``n_items`` (problems), ``n_samples`` (generations), ``accuracy`` (mean of ``correct``
 over all generations), ``em`` / ``f1`` (means, short-text tasks only, else null), ``mean_output_length`` (tokens),
-``truncated_fraction`` (share of generations that hit max_new_tokens).
+``truncated_fraction`` (share of generations that hit max_new_tokens: the scores' ``truncated`` column). Outputs that
+loop until the token limit thus show as truncation, not only as lost accuracy (docs/tasks.md, "Truncated outputs").
 """
 
 from __future__ import annotations
@@ -17,19 +18,33 @@ from .. import io
 LABELS = ["model", "compression", "task", "precision", "backend", "parallel", "batch_size", "hardware", "decoding"]
 
 
+def summary_row(labels: dict[str, Any], scores: pl.DataFrame, gens: pl.DataFrame | None) -> dict[str, Any]:
+    """One summary row from a run's scores (and generations, for the output length; without them it is null).
+    ``truncated_fraction``: the scores' ``truncated`` column (unknown counts as not truncated), else the
+    generations' finish reasons."""
+    n = scores.height
+    if "truncated" in scores.columns:
+        truncated = float(scores.get_column("truncated").fill_null(False).cast(pl.Float64).mean()) if n else None
+    elif gens is not None:
+        truncated = float((gens.get_column("finish_reason") == "length").mean())
+    else:
+        truncated = None
+    return {
+        **{k: labels.get(k) for k in LABELS},
+        "n_items": scores.get_column("id").n_unique(),
+        "n_samples": n,
+        "accuracy": float(scores.get_column("correct").cast(pl.Float64).mean()) if n else None,
+        "em": scores.get_column("em").cast(pl.Float64).mean() if "em" in scores.columns else None,
+        "f1": scores.get_column("f1").cast(pl.Float64).mean() if "f1" in scores.columns else None,
+        "mean_output_length": float(gens.get_column("output_length").mean()) if gens is not None else None,
+        "truncated_fraction": truncated,
+    }
+
+
 def summarize_run(ref: dict[str, Any]) -> dict[str, Any]:
     scores = pl.read_parquet(ref["scores"])
     gens = pl.read_parquet(ref["generations"], columns=["id", "sample_idx", "output_length", "finish_reason"])
-    return {
-        **{k: ref[k] for k in LABELS},
-        "n_items": scores.get_column("id").n_unique(),
-        "n_samples": scores.height,
-        "accuracy": float(scores.get_column("correct").cast(pl.Float64).mean()),
-        "em": scores.get_column("em").cast(pl.Float64).mean() if "em" in scores.columns else None,
-        "f1": scores.get_column("f1").cast(pl.Float64).mean() if "f1" in scores.columns else None,
-        "mean_output_length": float(gens.get_column("output_length").mean()),
-        "truncated_fraction": float((gens.get_column("finish_reason") == "length").mean()),
-    }
+    return summary_row(ref, scores, gens)
 
 
 SUMMARY_SCHEMA = {

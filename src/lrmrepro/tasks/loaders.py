@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import io
 import json
+import logging
 import pickle
 import random
 import re
@@ -45,6 +47,16 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 
 MUSIQUE_SAMPLE = 100
 
+log = logging.getLogger(__name__)
+
+# FOLIO exists in two releases whose validation splits differ in size and in stories (docs/tasks.md, "Dataset
+# versions"); the row count of a validation split says which one was loaded.
+FOLIO_RELEASES = {
+    203: "hub yale-nlp/FOLIO validation (203 rows): the release the compression paper evaluated",
+    204: ("GitHub Yale-LILY/FOLIO data/v0.0 folio-validation.jsonl (204 rows): an earlier release with different "
+          "stories, not the compression paper's"),
+}
+
 
 # ------------------------------------------------------------------------------------------------ raw rows
 def _read_file(path: str | Path) -> list[dict[str, Any]]:
@@ -67,7 +79,8 @@ def _read_file(path: str | Path) -> list[dict[str, Any]]:
     raise ValueError(f"benchmark file {str(p)!r}: unsupported extension {suffix!r}; allowed: .jsonl, .json, .parquet")
 
 
-def _read_hub(name: str, hub: str, split: str, config: str | None, extra: dict[str, Any]) -> list[dict[str, Any]]:
+def _read_hub(name: str, hub: str, split: str, config: str | None,
+              extra: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
     hint = (f"pass a local copy instead: set tasks.{name}.path in config.yaml to a .jsonl/.json/.parquet file of the "
             f"dataset {hub!r}")
     try:
@@ -80,7 +93,18 @@ def _read_hub(name: str, hub: str, split: str, config: str | None, extra: dict[s
         raise BenchmarkUnavailable(
             f"benchmark {name!r}: could not load dataset {hub!r} (config={config!r}, split={split!r}) from the "
             f"Hugging Face hub or its cache ({type(e).__name__}: {str(e)[:200]}); {hint}") from e
-    return [dict(r) for r in ds]
+    return [dict(r) for r in ds], _resolved_revision(ds, hub)
+
+
+def _resolved_revision(ds: Any, hub: str) -> str | None:
+    """The hub commit the rows were read from, when the datasets library recorded it (its data-file URLs are
+    ``hf://datasets/<id>@<commit>/...``); None otherwise."""
+    urls = list(getattr(getattr(ds, "info", None), "download_checksums", None) or {})
+    for url in urls:
+        m = re.search(re.escape(hub) + r"@([0-9a-f]{40})/", str(url))
+        if m:
+            return m.group(1)
+    return None
 
 
 def _get(row: dict[str, Any], *keys: str, default: Any = None) -> Any:
@@ -242,6 +266,25 @@ _BUILDERS: dict[str, Callable[[list[dict[str, Any]], dict[str, Any]], Iterable[d
 
 def load_benchmark(name: str, source: dict[str, Any], *, seed: int = 0, limit: int | None = None,
                    options: dict[str, Any] | None = None) -> pl.DataFrame:
+    """Task items of benchmark ``name``; see :func:`load_benchmark_with_source` (this drops the source record)."""
+    return load_benchmark_with_source(name, source, seed=seed, limit=limit, options=options)[0]
+
+
+def _file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folio_release(source_rows: int) -> str | None:
+    """Which FOLIO release a validation split of ``source_rows`` rows is (:data:`FOLIO_RELEASES`), or None."""
+    return FOLIO_RELEASES.get(source_rows)
+
+
+def load_benchmark_with_source(name: str, source: dict[str, Any], *, seed: int = 0, limit: int | None = None,
+                               options: dict[str, Any] | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Task items of benchmark ``name`` (a key of ``BENCHMARKS``).
 
     ``source``: ``{"path": file}`` (.jsonl/.json/.parquet in the benchmark's published row format) or
@@ -249,13 +292,20 @@ def load_benchmark(name: str, source: dict[str, Any], *, seed: int = 0, limit: i
     ``limit``: the first ``limit`` items in source order; for ``musique`` it is the size of a seeded random sample
     (``random.Random(seed).sample``, default 100, sorted back into source order).
     ``options``: ``musique``: ``open_book`` (bool); ``livecodebench``: ``release`` (``release_v1``..``release_v6``,
-    a contest-date cutoff), ``difficulty`` (list of easy/medium/hard), ``start_date``/``end_date`` (ISO dates)."""
+    a contest-date cutoff), ``difficulty`` (list of easy/medium/hard), ``start_date``/``end_date`` (ISO dates).
+
+    Returns the items and where they came from (recorded as ``dataset`` in the task's meta.json):
+    ``{source: "hub", id, split, config, revision}`` or ``{source: "file", path, sha256}``, plus ``source_rows``
+    (rows read, before any filter or sample) and ``items``; for ``folio`` also ``release`` (recognised by the
+    validation row count, :data:`FOLIO_RELEASES`; null when the count is neither). A local FOLIO file with the
+    204-row GitHub release logs a warning: it is not the release the compression paper used."""
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; allowed: {', '.join(BENCHMARKS)}")
     spec = BENCHMARKS[name]
     opts = dict(options or {})
     if "path" in source:
         rows = _read_file(source["path"])
+        info: dict[str, Any] = {"source": "file", "path": str(source["path"]), "sha256": _file_sha256(source["path"])}
     else:
         unknown = set(source) - {"hub", "split", "config", "revision"}
         if unknown:
@@ -264,7 +314,17 @@ def load_benchmark(name: str, source: dict[str, Any], *, seed: int = 0, limit: i
         hub = source.get("hub", spec.hub)
         if name == "livecodebench" and opts.get("release"):
             extra["version_tag"] = opts["release"]
-        rows = _read_hub(name, hub, source.get("split", spec.split), source.get("config", spec.config), extra)
+        split, config = source.get("split", spec.split), source.get("config", spec.config)
+        rows, resolved = _read_hub(name, hub, split, config, extra)
+        info = {"source": "hub", "id": hub, "split": split, "config": config, "revision": source.get("revision"),
+                "resolved_revision": resolved}
+    info["source_rows"] = len(rows)
+    if name == "folio":
+        info["release"] = folio_release(len(rows))
+        if info["source"] == "file" and len(rows) == 204:
+            log.warning("folio: %s has 204 rows, the GitHub Yale-LILY/FOLIO data/v0.0 validation release; the "
+                        "compression paper used the hub release yale-nlp/FOLIO (203 validation rows, different "
+                        "stories): remove tasks.<name>.path to load it, or give a copy of it", source["path"])
     items = list(_BUILDERS[name](rows, opts))
     if name == "musique":
         n = MUSIQUE_SAMPLE if limit is None else limit
@@ -276,9 +336,10 @@ def load_benchmark(name: str, source: dict[str, Any], *, seed: int = 0, limit: i
     ids = [it["id"] for it in items]
     if len(set(ids)) != len(ids):
         raise ValueError(f"benchmark {name!r}: duplicate item ids in the source")
+    info["items"] = len(items)
     return items_frame([
         {"id": it["id"], "task": name, "question": it["question"], "gold": it["gold"],
          "aliases": it.get("aliases", []), "answer_format": spec.answer_format,
          "metadata": json.dumps(it["metadata"], sort_keys=True)}
         for it in items
-    ])
+    ]), info

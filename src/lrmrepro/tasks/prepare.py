@@ -39,11 +39,21 @@ def synthetic_items(task: str, spec: dict[str, Any], train: dict[str, Any]) -> p
 
 
 def prepare_items(task: str, spec: dict[str, Any], train: dict[str, Any] | None = None) -> pl.DataFrame:
+    return prepare_items_with_source(task, spec, train)[0]
+
+
+def prepare_items_with_source(task: str, spec: dict[str, Any],
+                              train: dict[str, Any] | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The task's items and where they came from (``dataset`` of the task's meta.json): for benchmarks the record of
+    :func:`lrmrepro.tasks.loaders.load_benchmark_with_source`, for synthetic tasks ``{source: "synthetic",
+    generator, items}``."""
     if spec["source"] == "synthetic":
-        return synthetic_items(task, spec, train or {})
-    from .loaders import load_benchmark
+        df = synthetic_items(task, spec, train or {})
+        return df, {"source": "synthetic", "generator": spec.get("generator", task), "items": df.height}
+    from .loaders import load_benchmark_with_source
 
     source = {k: spec[k] for k in ("path", "hub", "split", "config", "revision") if k in spec}
-    df = load_benchmark(spec.get("benchmark", task), source, seed=spec.get("seed", 0), limit=spec.get("n"),
-                        **({"options": spec["options"]} if spec.get("options") else {}))
-    return df.with_columns(pl.lit(task).alias("task"))
+    df, info = load_benchmark_with_source(spec.get("benchmark", task), source, seed=spec.get("seed", 0),
+                                          limit=spec.get("n"),
+                                          **({"options": spec["options"]} if spec.get("options") else {}))
+    return df.with_columns(pl.lit(task).alias("task")), {"benchmark": spec.get("benchmark", task), **info}
