@@ -20,8 +20,9 @@ torch.set_num_threads(1)
 
 QKV0 = "re:model.layers.0.self_attn.[qkv]_proj"
 GATE_UP0 = "re:model.layers.0.mlp.(gate|up)_proj"
-ALL_RECIPES = ["awq_w3a16", "awq_w4a16", "fp8_dynamic", "gptq_w3a16", "gptq_w4a16", "rtn_w8a16", "sparsegpt_2of4",
-               "sparsegpt_unstructured", "w8a8_int8"]
+ALL_RECIPES = ["any3", "any4", "awq_w3a16", "awq_w4a16", "dynamic_w3_mixed", "fp8_dynamic", "gptaq_w3a16",
+               "gptaq_w4a16", "gptq_w3a16", "gptq_w4a16", "gptqmodel_w3a16", "gptqmodel_w4a16", "rtn_w8a16",
+               "sparsegpt_2of4", "sparsegpt_unstructured", "w8a8_int8"]
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,24 @@ def test_quantization_recipes(tiny, tmp_path, recipe, bits):
         w = model.model.layers[1].mlp.down_proj.weight.detach().float()
         assert max(w[r, g:g + 128].unique().numel() for r in range(4) for g in range(0, w.shape[1], 128)) <= 16
         assert not torch.equal(w, load_tensor(tensor_index(tiny), "model.layers.1.mlp.down_proj.weight").float())
+
+
+def test_dynamic_mixed_precision_keeps_early_down_proj_at_8_bits(tiny, tmp_path):
+    """Two config groups: 3-bit group-128 everywhere, 8-bit per channel for the down_proj of layers 0-1; the
+    effective bits sit between, measured from the checkpoint."""
+    out, meta = _compress(tiny, tmp_path, "dynamic_w3_mixed")
+    groups = json.loads((out / "config.json").read_text())["quantization_config"]["config_groups"]
+    bits = {g["weights"]["num_bits"]: g["targets"] for g in groups.values()}
+    assert set(bits) == {3, 8}
+    assert meta["recipe_info"]["method"] == "gptq-mixed" and meta["recipe_info"]["weight_bits"] == 3
+    assert 3.1 < meta["effective_bits"] < 8
+    index = tensor_index(out)
+    for name, want in (("model.layers.0.mlp.down_proj", 8), ("model.layers.1.mlp.down_proj", 8),
+                       ("model.layers.0.self_attn.q_proj", 3), ("model.layers.0.mlp.up_proj", 3)):
+        packed = load_tensor(index, f"{name}.weight_packed")
+        columns = load_tensor(index, f"{name}.weight_shape").tolist()[1]
+        assert packed.shape[1] * 32 // columns == want, name  # int32 words per row = columns * bits / 32
+    _check_reload(out)
 
 
 def test_sparsegpt_unstructured_50(tiny, tmp_path):
