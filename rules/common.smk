@@ -272,6 +272,16 @@ def sparsity_experiments():
             if any(config["compressions"].get(c, {}).get("sparsity") for c in config["experiments"][name]["compressions"])]
 
 
+def noise_experiment(wildcards):
+    """The experiment whose runtime grid provides the noise a compression effect is compared with (or None)."""
+    return config["experiments"][wildcards.experiment].get("noise_from")
+
+
+def noise_summary(wildcards):
+    name = noise_experiment(wildcards)
+    return f"results/summary/{name}/accuracy.parquet" if name else []
+
+
 def experiment_compressed_names(wildcards):
     return [c for c in config["experiments"][wildcards.experiment]["compressions"] if c != "none"]
 
@@ -366,8 +376,10 @@ def final_targets():
         if has_noise_floor(name):
             targets.append(f"results/stats/{name}/noise_floor.json")
         temperatures = [config["decoding"][d]["temperature"] for d in config["experiments"][name]["decoding"]]
-        if any(t == 0 for t in temperatures):  # greedy runs: Tables 3-4, Figures 4-5
-            targets += [f"results/tables/{name}/table3_std_acc.md", f"results/figures/{name}/figure4_std_top1_prob.png"]
+        if any(t == 0 for t in temperatures):  # greedy runs: Tables 3-4, Figures 4-5, divergence diagnostics
+            targets += [f"results/tables/{name}/table3_std_acc.md", f"results/figures/{name}/figure4_std_top1_prob.png",
+                        f"results/tables/{name}/divergence_diagnostics.md",
+                        f"results/figures/{name}/divergence_margins.png"]
         if any(t > 0 for t in temperatures):  # sampled runs: Table 5
             targets.append(f"results/tables/{name}/table5_pass1_std.md")
     for name in compression_experiments():

@@ -95,6 +95,7 @@ rule figures_compression:
     input:
         summary="results/summary/{experiment}/accuracy.parquet",
         info="results/summary/{experiment}/compression_info.parquet",
+        effects="results/stats/{experiment}/compression_effects.parquet",
     output:
         table_md=report("results/tables/{experiment}/compression_main_results.md", category="Compression",
                         subcategory="{experiment}", labels={"table": "main results"}),
@@ -102,6 +103,10 @@ rule figures_compression:
         bits_png=report("results/figures/{experiment}/bits_vs_accuracy.png", caption="../docs/report/bits.rst",
                         category="Compression", subcategory="{experiment}", labels={"figure": "bits vs accuracy"}),
         bits_pdf="results/figures/{experiment}/bits_vs_accuracy.pdf",
+        effects_png=report("results/figures/{experiment}/compression_vs_noise.png", caption="../docs/report/effects.rst",
+                           category="Compression", subcategory="{experiment}",
+                           labels={"figure": "effect vs runtime noise"}),
+        effects_pdf="results/figures/{experiment}/compression_vs_noise.pdf",
     params:
         decoding=experiment_first_decoding,
         code=code_of("figures_compression.py"),
@@ -134,3 +139,27 @@ rule figure_sparsity_sweep:
         "results/benchmarks/figure_sparsity_sweep/{experiment}.tsv"
     script:
         "../workflow_scripts/figures_compression.py"
+
+
+rule figures_divergence:
+    input:
+        points="results/stats/{experiment}/divergence_points.parquet",
+        exposure="results/stats/{experiment}/divergence_exposure.parquet",
+    output:
+        table_md=report("results/tables/{experiment}/divergence_diagnostics.md", category="Nondeterminism",
+                        subcategory="{experiment}", labels={"table": "divergence diagnostics"}),
+        table_csv="results/tables/{experiment}/divergence_diagnostics.csv",
+        figure_png=report("results/figures/{experiment}/divergence_margins.png", caption="../docs/report/divergence.rst",
+                          category="Nondeterminism", subcategory="{experiment}",
+                          labels={"figure": "margin at divergence"}),
+        figure_pdf="results/figures/{experiment}/divergence_margins.pdf",
+    params:
+        code=code_of("figures_divergence.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/figures_divergence/{experiment}.log",
+    benchmark:
+        "results/benchmarks/figures_divergence/{experiment}.tsv"
+    script:
+        "../workflow_scripts/figures_divergence.py"

@@ -44,3 +44,50 @@ rule noise_floor:
         "results/benchmarks/noise_floor/{experiment}.tsv"
     script:
         "../workflow_scripts/noise_floor.py"
+
+
+# beyond the papers: why a greedy output diverged (near-tie or confident flip at the divergence point), and how often
+# each run passed through a near-tie at all
+rule stats_divergence:
+    input:
+        generations=experiment_generations,
+    output:
+        points="results/stats/{experiment}/divergence_points.parquet",
+        exposure="results/stats/{experiment}/divergence_exposure.parquet",
+        meta="results/stats/{experiment}/divergence.meta.json",
+    params:
+        runs=experiment_run_refs,
+        near_tie_sigmas=config["statistics"]["near_tie_sigmas"],
+        code=code_of("stats_divergence.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/stats_divergence/{experiment}.log",
+    benchmark:
+        "results/benchmarks/stats_divergence/{experiment}.tsv"
+    script:
+        "../workflow_scripts/stats_divergence.py"
+
+
+# beyond the papers: is a compression's accuracy change larger than the runtime noise of the uncompressed model?
+rule compression_effects:
+    input:
+        scores=experiment_scores,
+        noise=noise_summary,
+    output:
+        effects="results/stats/{experiment}/compression_effects.parquet",
+    params:
+        runs=experiment_run_refs,
+        noise_experiment=noise_experiment,
+        resamples=config["statistics"]["bootstrap_resamples"],
+        seed=config["statistics"]["bootstrap_seed"],
+        level=config["statistics"]["ci_level"],
+        code=code_of("compression_effects.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/compression_effects/{experiment}.log",
+    benchmark:
+        "results/benchmarks/compression_effects/{experiment}.tsv"
+    script:
+        "../workflow_scripts/compression_effects.py"

@@ -12,6 +12,7 @@ rule summarize:
         meta="results/summary/accuracy.meta.json",
     params:
         runs=all_run_refs(),
+        statistics=config["statistics"],
         code=code_of("summarize.py"),
     conda:
         "../envs/core.yaml"

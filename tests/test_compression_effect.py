@@ -83,3 +83,23 @@ def test_runtime_noise_averages_tasks_per_configuration():
     noise = runtime_noise(_noise(0.05), ["a", "b"])
     avg = noise.filter(pl.col("task") == "average").row(0, named=True)
     assert avg["runtime_configs"] == 4 and avg["runtime_std_acc"] == pytest.approx(0.025)
+
+
+def test_main_table_and_figure_carry_the_effects(refs, tmp_path):
+    from lrmrepro.figures.compression import compression_info, effects_figure, write_main_results
+
+    eff = compression_effects(refs, _noise(0.05), "grid", resamples=500)
+    summary = pl.DataFrame([{"model": r["model"], "compression": r["compression"], "task": r["task"],
+                             "accuracy": pl.read_parquet(r["scores"])["correct"].mean(), "em": None, "f1": None}
+                            for r in refs if r["task"] != "s"])
+    info = compression_info({"big": {"recipe_info": {"method": "rtn", "weight_bits": 4}, "effective_bits": 4.2},
+                             "tiny": {"recipe_info": {"method": "rtn", "weight_bits": 8}, "effective_bits": 8.2}})
+    out = write_main_results(summary, info, tmp_path / "t.md", tmp_path / "t.csv", eff)
+    for col in ("delta", "ci_low", "ci_high", "runtime_std_acc", "verdict"):
+        assert col in out.columns
+    csv = pl.read_csv(tmp_path / "t.csv")
+    big_a = csv.filter((pl.col("compression") == "big") & (pl.col("task") == "a")).row(0, named=True)
+    assert big_a["delta"] == pytest.approx(-40.0) and big_a["verdict"] == "beyond runtime noise"
+    assert "Compression effect vs runtime noise" in (tmp_path / "t.md").read_text()
+    effects_figure(eff, [tmp_path / "e.png"])
+    assert (tmp_path / "e.png").stat().st_size > 1000

@@ -206,3 +206,12 @@ def test_scoring_policy_default_and_conflict_on_a_shared_run(cfg):
     cfg["experiments"]["compression"]["scoring"] = "generous"
     with pytest.raises(ConfigError, match="strict, lenient"):
         validate_config(cfg)
+
+
+def test_noise_from_must_name_a_stats_experiment(cfg):
+    cfg["experiments"]["compression"]["noise_from"] = "compression"
+    with pytest.raises(ConfigError, match="experiments.compression.noise_from: 'compression' is not an experiment "
+                                          "with stats: true; allowed values: precision_grid"):
+        validate_config(cfg)
+    cfg["experiments"]["compression"]["noise_from"] = "precision_grid"
+    assert validate_config(cfg)["statistics"]["bootstrap_resamples"] == 1000

@@ -104,3 +104,20 @@ def test_sampling_groups_are_skipped(group, tmp_path):
     df.write_parquet(path)
     points, exposure = divergence_points([{**group[0], "generations": str(path)}])
     assert points.height == 0 and exposure.height == 0
+
+
+def test_table_and_figure_from_the_stats_artifacts(group, tmp_path):
+    from lrmrepro.figures.divergence import margin_figure, write_diagnostics
+
+    points, exposure = divergence_points(group)
+    table = write_diagnostics(points, exposure, tmp_path / "t.md", tmp_path / "t.csv")
+    row = table.row(0, named=True)
+    assert (row["problems"], row["diverging"], row["near_tie_flips"], row["confident_flips"]) == (3, 2, 1, 1)
+    assert row["near_tie_positions_pct"] == pytest.approx(100 * (1 / 16 + 1 / 15 + 1 / 15) / 3)
+    assert "near_tie_flips" in (tmp_path / "t.md").read_text()
+    margin_figure(points, [tmp_path / "m.png"])
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    empty_points, exposure = divergence_points([{**r, "generations": group[0]["generations"]} for r in group])
+    table = write_diagnostics(empty_points, exposure, tmp_path / "e.md", tmp_path / "e.csv")
+    assert table["diverging"].to_list() == [0]
+    margin_figure(empty_points, [tmp_path / "e.png"])

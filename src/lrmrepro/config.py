@@ -199,6 +199,12 @@ def _check_references(config: dict) -> None:
                 if value not in allowed:
                     raise ConfigError(
                         f"config key experiments.{ename}.{key}[{i}]: {value!r} is not defined; allowed values: {', '.join(allowed)}")
+        noise = exp.get("noise_from")
+        if noise is not None:
+            stats_exps = [n for n, e in config["experiments"].items() if e["stats"]]
+            if noise not in stats_exps:
+                raise ConfigError(f"config key experiments.{ename}.noise_from: {noise!r} is not an experiment with "
+                                  f"stats: true; allowed values: {', '.join(stats_exps) or '(none)'}")
         for dname in exp["decoding"]:
             d = config["decoding"][dname]
             if d["temperature"] == 0 and d["n"] != 1:

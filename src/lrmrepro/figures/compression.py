@@ -115,12 +115,72 @@ def to_markdown(table: pl.DataFrame, digits: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_main_results(summary: pl.DataFrame, info: pl.DataFrame, markdown: str | Path, csv: str | Path) -> pl.DataFrame:
+EFFECT_COLUMNS = ["delta", "ci_low", "ci_high", "runtime_std_acc", "verdict"]
+
+
+def effects_table(effects: pl.DataFrame) -> pl.DataFrame:
+    """The compression effect vs runtime noise, one row per (model, compression, task or average, precision,
+    runtime, decoding), in percent (``lrmrepro.stats.compression_effect``)."""
+    pct = ["base_accuracy", "accuracy", "delta", "ci_low", "ci_high", "runtime_std_acc"]
+    return effects.select(
+        "model", "compression", "task", "precision", "batch_size", "parallel", "decoding", "n_problems",
+        *[(100 * pl.col(c)).alias(c) for c in pct], "runtime_configs", "verdict")
+
+
+def write_main_results(summary: pl.DataFrame, info: pl.DataFrame, markdown: str | Path, csv: str | Path,
+                       effects: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The paper-style main table (one row per variant, one column per task); with ``effects``, the CSV is the long
+    table of every variant × task with the effect columns (``delta``, ``ci_low``, ``ci_high``,
+    ``runtime_std_acc``, ``verdict``; percent) and the markdown shows both tables."""
     table = main_results_table(summary, info)
-    io.write_text(to_markdown(table), markdown)
+    text = to_markdown(table)
+    out = table
+    if effects is not None and effects.height:
+        long = effects_table(effects)
+        info_cols = info.select(INFO_COLUMNS)
+        out = long.join(info_cols, on="compression", how="left").select(
+            "model", "compression", "method", "bits", "effective_bits", "sparsity",
+            *[c for c in long.columns if c not in ("model", "compression")])
+        text += ("\n**Compression effect vs runtime noise** (percentage points; `delta` = variant − uncompressed on the "
+                 "same problems, 95 % paired bootstrap CI over problems; `runtime_std_acc` = Std@Acc of the "
+                 "uncompressed model across the runtime grid named by `noise_from`; verdict `beyond runtime noise` "
+                 "when the CI excludes 0 and |delta| > 2 × runtime Std@Acc):\n\n" + to_markdown(long))
+    io.write_text(text, markdown)
     with io.atomic_path(csv, ".csv") as tmp:
-        table.write_csv(tmp)
-    return table
+        out.write_csv(tmp)
+    return out
+
+
+def effects_figure(effects: pl.DataFrame, outputs: Sequence[str | Path]) -> None:
+    """Per task: each variant's accuracy change with its 95 % CI (percentage points), and the band ±2 × the runtime
+    Std@Acc of the uncompressed model (grey; absent without a runtime grid)."""
+    data = effects_table(effects)
+    tasks = sorted(set(data.get_column("task").to_list()) - {"average"}) + (
+        ["average"] if "average" in set(data.get_column("task").to_list()) else [])
+    if not tasks:
+        raise ValueError("effects_figure: no compression effect to draw")
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks) + 1, 4), squeeze=False, sharey=True)
+    for ax, task in zip(axes[0], tasks):
+        sub = data.filter(pl.col("task") == task).sort("compression")
+        names = sub.get_column("compression").to_list()
+        x = list(range(len(names)))
+        delta = sub.get_column("delta").to_numpy()
+        err = [delta - sub.get_column("ci_low").to_numpy(), sub.get_column("ci_high").to_numpy() - delta]
+        noise = sub.get_column("runtime_std_acc").drop_nulls()
+        if noise.len():
+            band = 2 * float(noise.max())
+            ax.axhspan(-band, band, color="0.85", zorder=0, label="±2 × runtime Std@Acc")
+        ax.axhline(0, color="black", linewidth=0.6)
+        beyond = ["beyond" in v for v in sub.get_column("verdict").to_list()]
+        ax.errorbar(x, delta, yerr=err, fmt="none", ecolor="0.3", capsize=2)
+        ax.scatter(x, delta, c=["tab:red" if b else "tab:blue" for b in beyond], zorder=3, s=18)
+        ax.set_xticks(x, names, rotation=60, ha="right", fontsize=6)
+        ax.set_title(task)
+        if noise.len():
+            ax.legend(fontsize=6, loc="lower left")
+    axes[0][0].set_ylabel("accuracy change vs uncompressed (points)")
+    fig.suptitle("Compression effect with 95 % CI; red: beyond runtime noise", fontsize=9)
+    save_figure(fig, outputs)
 
 
 def sparsity_sweep_figure(summary: pl.DataFrame, info: pl.DataFrame, outputs: Sequence[str | Path],

@@ -2,7 +2,8 @@
 
 - Table 3: Std@Acc (%) of greedy groups; Table 4: Avg_Std@Output_Length of greedy groups; Table 5: std of Pass@1 (%)
   of sampling groups. Rows: model (``model / compression`` when the compression is not ``none``); columns:
-  task/precision (Table 5: ``task (n=...)/precision``). Markdown + CSV.
+  task/precision (Table 5: ``task (n=<samples per problem>, <C> configs)/precision``: a std is only as good as
+  the number of configurations it is computed from). Markdown + CSV.
 - Figure 4: Avg_Std@top1_prob per precision, one bar per task (one panel per model).
 - Figure 5: distribution of Div_Index per precision (one panel per model / compression / task), the count of
   identical problems in the legend.
@@ -54,7 +55,8 @@ def metric_table(metrics: pl.DataFrame, metric: str, kind: str, scale: float = 1
     df = metrics.filter(pl.col("n_samples") == 1 if kind == "greedy" else pl.col("n_samples") > 1)
     df = _row_label(df)
     if kind == "sampling":
-        df = df.with_columns((pl.col("task") + " (n=" + pl.col("n_samples").cast(pl.String) + ")").alias("task"))
+        df = df.with_columns((pl.col("task") + " (n=" + pl.col("n_samples").cast(pl.String) + ", "
+                              + pl.col("n_configs").cast(pl.String) + " configs)").alias("task"))
     if df.height == 0:
         return pl.DataFrame({"model": []}, schema={"model": pl.String})
     dup = df.group_by(["row", "task", "precision"]).len().filter(pl.col("len") > 1)

@@ -1,7 +1,9 @@
 """Accuracy summary: one row per run (model, compression, task, precision, runtime configuration, decoding).
 
 Columns: the run labels, ``n_items`` (problems), ``n_samples`` (generations), ``accuracy`` (mean of ``correct``
-over all generations), ``em`` / ``f1`` (means, short-text tasks only, else null), ``mean_output_length`` (tokens),
+over all generations) with ``accuracy_ci_low`` / ``accuracy_ci_high`` (percentile bootstrap over problems,
+:mod:`lrmrepro.stats.bootstrap`: 1,000 resamples, seed 0, 95 %, per-problem score = the mean of ``correct`` over its
+samples), ``em`` / ``f1`` (means, short-text tasks only, else null), ``mean_output_length`` (tokens),
 ``truncated_fraction`` (share of generations that hit max_new_tokens: the scores' ``truncated`` column). Outputs that
 loop until the token limit thus show as truncation, not only as lost accuracy (docs/tasks.md, "Truncated outputs").
 """
@@ -14,15 +16,21 @@ from typing import Any, Sequence
 import polars as pl
 
 from .. import io
+from .bootstrap import LEVEL, RESAMPLES, SEED, mean_ci
 
 LABELS = ["model", "compression", "task", "precision", "backend", "parallel", "batch_size", "hardware", "decoding"]
 
 
-def summary_row(labels: dict[str, Any], scores: pl.DataFrame, gens: pl.DataFrame | None) -> dict[str, Any]:
+def summary_row(labels: dict[str, Any], scores: pl.DataFrame, gens: pl.DataFrame | None, *,
+                resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL) -> dict[str, Any]:
     """One summary row from a run's scores (and generations, for the output length; without them it is null).
     ``truncated_fraction``: the scores' ``truncated`` column (unknown counts as not truncated), else the
     generations' finish reasons."""
     n = scores.height
+    ci = None
+    if n:
+        per_problem = scores.group_by("id").agg(pl.col("correct").cast(pl.Float64).mean()).sort("id")
+        ci = mean_ci(per_problem.get_column("correct").to_numpy(), resamples=resamples, seed=seed, level=level)
     if "truncated" in scores.columns:
         truncated = float(scores.get_column("truncated").fill_null(False).cast(pl.Float64).mean()) if n else None
     elif gens is not None:
@@ -34,6 +42,8 @@ def summary_row(labels: dict[str, Any], scores: pl.DataFrame, gens: pl.DataFrame
         "n_items": scores.get_column("id").n_unique(),
         "n_samples": n,
         "accuracy": float(scores.get_column("correct").cast(pl.Float64).mean()) if n else None,
+        "accuracy_ci_low": ci.low if ci else None,
+        "accuracy_ci_high": ci.high if ci else None,
         "em": scores.get_column("em").cast(pl.Float64).mean() if "em" in scores.columns else None,
         "f1": scores.get_column("f1").cast(pl.Float64).mean() if "f1" in scores.columns else None,
         "mean_output_length": float(gens.get_column("output_length").mean()) if gens is not None else None,
@@ -41,22 +51,25 @@ def summary_row(labels: dict[str, Any], scores: pl.DataFrame, gens: pl.DataFrame
     }
 
 
-def summarize_run(ref: dict[str, Any]) -> dict[str, Any]:
+def summarize_run(ref: dict[str, Any], **ci: Any) -> dict[str, Any]:
     scores = pl.read_parquet(ref["scores"])
     gens = pl.read_parquet(ref["generations"], columns=["id", "sample_idx", "output_length", "finish_reason"])
-    return summary_row(ref, scores, gens)
+    return summary_row(ref, scores, gens, **ci)
 
 
 SUMMARY_SCHEMA = {
     "model": pl.String, "compression": pl.String, "task": pl.String, "precision": pl.String, "backend": pl.String,
     "parallel": pl.Int64, "batch_size": pl.Int64, "hardware": pl.String, "decoding": pl.String,
-    "n_items": pl.Int64, "n_samples": pl.Int64, "accuracy": pl.Float64, "em": pl.Float64, "f1": pl.Float64,
+    "n_items": pl.Int64, "n_samples": pl.Int64, "accuracy": pl.Float64, "accuracy_ci_low": pl.Float64,
+    "accuracy_ci_high": pl.Float64, "em": pl.Float64, "f1": pl.Float64,
     "mean_output_length": pl.Float64, "truncated_fraction": pl.Float64,
 }
 
 
-def summarize_runs(refs: Sequence[dict[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame([summarize_run(r) for r in refs], schema=SUMMARY_SCHEMA).sort(LABELS)
+def summarize_runs(refs: Sequence[dict[str, Any]], *, resamples: int = RESAMPLES, seed: int = SEED,
+                   level: float = LEVEL) -> pl.DataFrame:
+    return pl.DataFrame([summarize_run(r, resamples=resamples, seed=seed, level=level) for r in refs],
+                        schema=SUMMARY_SCHEMA).sort(LABELS)
 
 
 def to_markdown(df: pl.DataFrame, float_digits: int = 4) -> str:
