@@ -29,6 +29,12 @@ include: "rules/importance.smk"
 include: "rules/figures.smk"
 
 
+# downloads (hub models, hub benchmarks) run on the submitting host: cluster nodes often have no internet
+localrules:
+    fetch_model,
+    prepare_task,
+
+
 rule all:
     input:
         final_targets(),

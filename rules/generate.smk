@@ -50,6 +50,7 @@ for _engine, _runs in ENGINES.items():
             params:
                 job=json.dumps([run_spec(r) for r in _runs]),
                 batch_invariant="--batch-invariant" if _engine.backend == "vllm_batch_invariant" else "",
+                enforce_eager=str(config["vllm"]["enforce_eager"]).lower(),
                 code=module_code("lrmrepro.generate.vllm_cli"),
             threads: 1
             resources:
@@ -64,7 +65,8 @@ for _engine, _runs in ENGINES.items():
                 f"results/benchmarks/generate/{_engine.slug}.tsv"
             shell:
                 '"$LRMREPRO_VLLM_PYTHON" -m lrmrepro.generate.vllm_cli --model {input.model} --job {params.job:q}'
-                " --code {params.code} {params.batch_invariant} --log {log} 2>> {log}"
+                " --code {params.code} {params.batch_invariant} --enforce-eager {params.enforce_eager} --log {log}"
+                " 2>> {log}"
 
 
 # the noise floor: a greedy transformers run generated a second time, on its own

@@ -414,16 +414,26 @@ def engines(runs: Iterable[Run]) -> dict[Engine, list[Run]]:
     return out
 
 
+def importance_models(config: dict) -> list[str]:
+    """Models whose importance is computed: ``importance.models``, and every model compressed with a variant that
+    protects the importance stage's top modules (its protect spec needs its own ranking)."""
+    imp = config.get("importance") or {}
+    protected = {n for n, c in config.get("compressions", {}).items() if c.get("protect_from_importance")}
+    needed = [m for exp in config["experiments"].values() if protected & set(exp["compressions"]) for m in exp["models"]]
+    return list(dict.fromkeys([*imp.get("models", []), *needed]))
+
+
 def importance_runs(config: dict, resolve_hardware: Callable[[str], str] = lambda h: h,
                     model: str | None = None, compression: str | None = None) -> list[Run]:
-    """The runs whose traces the importance stage labels: for every importance model and compression (``none`` and
-    ``importance.compare``; or just ``model``/``compression``), every importance task, at the importance
+    """The runs whose traces the importance stage labels: for every importance model (:func:`importance_models`) and
+    compression (``none`` and ``importance.compare``; or just ``model``/``compression``), every importance task, at
+    the importance
     experiment's first precision and runtime configuration, with the importance decoding."""
     imp = config.get("importance")
     if not imp:
         return []
     exp = config["experiments"][imp["experiment"]]
-    models = [model] if model else imp["models"]
+    models = [model] if model else importance_models(config)
     compressions = [compression] if compression else ["none", *imp.get("compare", [])]
     return [Run(m, c, task, exp["precisions"][0], exp["backend"], exp["parallel"][0], exp["batch_sizes"][0],
                 resolve_hardware(exp["hardware"][0]), imp["decoding"])

@@ -5,13 +5,16 @@
   (``add_generation_prompt=True``). Reasoning models' templates open the ``<think>`` block themselves.
 - ``raw_think`` ("When Reasoning Meets Compression"): no chat template; the question followed by ``RAW_SUFFIX``,
   ending in ``<think>\\n`` so that the model starts reasoning at once.
+- ``chat_return_boxed`` (the public code of "Give Me FP32 or Give Me Death?" for MATH500 and AIME, after SkyThought's
+  math template): the chat template with one user turn ``"Return your final response within \\boxed{}. {question}"``,
+  no system prompt, and the generation prompt.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
-PROMPT_STYLES = ("chat_boxed", "raw_think")
+PROMPT_STYLES = ("chat_boxed", "raw_think", "chat_return_boxed")
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 RAW_SUFFIX = "\n" + BOXED_INSTRUCTION + "\n<think>\n"
@@ -23,7 +26,12 @@ def check_style(style: str) -> str:
     return style
 
 
-def user_message(question: str) -> str:
+RETURN_BOXED_PREFIX = "Return your final response within \\boxed{}. "
+
+
+def user_message(question: str, style: str = "chat_boxed") -> str:
+    if style == "chat_return_boxed":
+        return RETURN_BOXED_PREFIX + question
     return f"{question}\n{BOXED_INSTRUCTION}"
 
 
@@ -33,9 +41,10 @@ def build_prompt(question: str, style: str, tokenizer: Any | None = None) -> str
     if style == "raw_think":
         return question + RAW_SUFFIX
     if tokenizer is None or getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError("prompt style 'chat_boxed' needs a tokenizer with a chat template; use 'raw_think' for models without one")
+        raise ValueError(f"prompt style {style!r} needs a tokenizer with a chat template; use 'raw_think' for models "
+                         "without one")
     return tokenizer.apply_chat_template(
-        [{"role": "user", "content": user_message(question)}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": user_message(question, style)}], tokenize=False, add_generation_prompt=True
     )
 
 
