@@ -2,7 +2,7 @@
 
 The test copies profiles/slurm and changes only the site-specific values (partition names, memory and CPUs that fit
 this node) and the status polling (no accounting daemon here: squeue instead of sacct). Everything else (executor,
-group-components, rule resources -> --gpus) is the project's profile. Slow: ~30-60 s (each SLURM job costs two
+rule resources -> --gpus) is the project's profile. Slow: ~30-60 s (each SLURM job costs two
 nested Snakemake start-ups)."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_profile_gpu_requests_groups_and_cpu_jobs(slurm_cluster, tmp_path):
+def test_profile_gpu_requests_and_cpu_jobs(slurm_cluster, tmp_path):
     work = tmp_path / "wf"
     shutil.copytree(FIXTURE, work)
     profile = local_profile(tmp_path / "profile")
@@ -73,9 +73,9 @@ def test_profile_gpu_requests_groups_and_cpu_jobs(slurm_cluster, tmp_path):
     a, b, tp, score = (_lines(out / f) for f in ("generate_a.txt", "generate_b.txt", "tp.txt", "score.txt"))
     # each job ran exactly once
     assert len(a) == len(b) == len(tp) == len(score) == 1
-    # grouped generation jobs: one SLURM job (one allocation) for both; each component got one GPU
-    assert a[0][0] == b[0][0] != "", (a, b)
-    assert a[0][1] != "unset" and len(a[0][1].split(",")) == 1
+    # generation jobs: one SLURM job each (one engine per job), each with one GPU
+    assert a[0][0] != b[0][0] and a[0][0] != "", (a, b)
+    assert a[0][1] != "unset" and len(a[0][1].split(",")) == 1 and len(b[0][1].split(",")) == 1
     # tensor parallel = 2: one job, both GPUs visible to it
     assert tp[0][1] == "0,1", tp
     assert tp[0][0] not in (a[0][0], score[0][0])
