@@ -253,3 +253,48 @@ def test_alternatives_part_at_a_token_boundary(task):
                                                                                    y[max(0, cut - 20):cut + 20])
         checked += 1
     assert checked >= 7
+
+
+def test_alternatives_trace_the_same_question_along_each_other_choice():
+    world = synthetic.World(0)
+    for task in synthetic.TASKS:
+        ex = synthetic.make_split(task, 5, seed=2, split="train", world=world)[3]
+        alts = synthetic.alternatives(ex, world)
+        assert [j for j, _ in alts] == list(range(len(ex.choices)))
+        for j, others in alts:
+            assert len(others) == ex.choices[j][1] - 1
+            for other in others:
+                assert other.question == ex.question and other.gold == ex.gold
+                assert other.reasoning != ex.reasoning
+                assert [i for _, _, i in other.choices[:j]] == [i for _, _, i in ex.choices[:j]]
+
+
+def test_choice_targets_find_each_alternatives_first_token():
+    from lrmrepro.models.train import choice_targets
+
+    ids = [5, 6, 7, 8, 9]
+    alternatives = [[[5, 6, 1, 8, 9]], [[5, 6, 7, 8, 2], [5, 6, 7, 8, 3, 4]], [[5, 6, 7, 8, 9, 10]]]
+    # the third "alternative" only extends the trace: no token where they part inside both, so no target
+    assert choice_targets(ids, alternatives) == [(2, [7, 1]), (4, [9, 2, 3])]
+
+
+def test_soft_targets_are_met_by_equal_probabilities():
+    """At a choice point the loss is the cross-entropy with the uniform distribution over the alternatives: it is
+    lowest when the model gives them equal probability, whichever one the trace took."""
+    import torch
+
+    from lrmrepro.models.train import _loss
+
+    labels = torch.tensor([[-100, 1, 2]])
+    soft = (torch.tensor([0]), torch.tensor([2]), torch.tensor([[2, 3]]), torch.tensor([[0.5, 0.5]]))
+    labels_soft = labels.clone()
+    labels_soft[0, 2] = -100
+
+    def loss(p2, p3):
+        logits = torch.full((1, 3, 5), -20.0)
+        logits[0, 0, 1] = 0.0  # position 0 predicts token 1 (hard)
+        logits[0, 1, 2], logits[0, 1, 3] = float(torch.tensor(p2).log()), float(torch.tensor(p3).log())
+        return float(_loss(logits, labels_soft, soft))
+
+    assert loss(0.5, 0.5) < loss(0.6, 0.4) < loss(0.9, 0.1)
+    assert abs(loss(0.6, 0.4) - loss(0.4, 0.6)) < 1e-6  # symmetric: the path taken does not matter

@@ -38,7 +38,7 @@ choice among them). The choice points are:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence, TypeVar
 
 TASKS = ("arith", "timeline", "logic", "multihop")
@@ -83,6 +83,9 @@ class Example:
     gold: str
     aliases: tuple[str, ...] = ()
     choices: tuple[tuple[str, int, int], ...] = ()
+    # how to draw this example again (make_split): its split and the seed of its random stream
+    split: str = field(default="", compare=False, repr=False)
+    replay: str = field(default="", compare=False, repr=False)
 
     @property
     def answer_format(self) -> str:
@@ -331,26 +334,29 @@ def multihop(rng: random.Random, world: World, people: list[str], chooser: Choos
 
 
 # --------------------------------------------------------------------------------------------- splits
+def _draw(task: str, split: str, world: World) -> Callable[[random.Random, Chooser | None], Example]:
+    train_people, eval_people = world.split_people()
+    if task == "multihop":
+        people = train_people if split == "train" else eval_people
+        return lambda rng, ch: multihop(rng, world, people, chooser=ch)
+    if task == "logic":
+        avoid = frozenset(world.people)
+        return lambda rng, ch: logic(rng, chooser=ch, avoid_names=avoid)
+    fn = {"arith": arith, "timeline": timeline}[task]
+    return lambda rng, ch: fn(rng, chooser=ch)
+
+
 def make_split(task: str, n: int, seed: int, split: str, world: World | None = None,
                exclude_questions: frozenset[str] = frozenset()) -> list[Example]:
-    """``n`` examples of ``task`` for ``split`` in {"train", "eval"}; deterministic in (task, seed, split)."""
+    """``n`` examples of ``task`` for ``split`` in {"train", "eval"}; deterministic in (task, seed, split). Every
+    draw has its own random stream (``replay``), so an example can be drawn again along another path of its choice
+    points (:func:`alternatives`)."""
     if task not in TASKS:
         raise ValueError(f"unknown synthetic task {task!r}; allowed: {', '.join(TASKS)}")
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    rng = random.Random(f"{task}:{seed}:{split}")
     world = world or World(seed)
-    train_people, eval_people = world.split_people()
-    gen: Callable[[], Example]
-    if task == "multihop":
-        people = train_people if split == "train" else eval_people
-        gen = lambda: multihop(rng, world, people)  # noqa: E731
-    elif task == "logic":
-        avoid = frozenset(world.people)
-        gen = lambda: logic(rng, avoid_names=avoid)  # noqa: E731
-    else:
-        fn = {"arith": arith, "timeline": timeline}[task]
-        gen = lambda: fn(rng)  # noqa: E731
+    draw = _draw(task, split, world)
     out: list[Example] = []
     seen: set[str] = set()
     attempts = 0
@@ -358,9 +364,26 @@ def make_split(task: str, n: int, seed: int, split: str, world: World | None = N
         attempts += 1
         if attempts > 50 * n + 1000:
             raise RuntimeError(f"could not draw {n} distinct {split} items for {task}")
-        ex = gen()
+        key = f"{task}:{seed}:{split}:{attempts}"
+        ex = draw(random.Random(key), None)
         if ex.question in exclude_questions or (split == "eval" and ex.question in seen):
             continue
         seen.add(ex.question)
-        out.append(ex)
+        out.append(replace(ex, split=split, replay=key))
+    return out
+
+
+def alternatives(example: Example, world: World) -> list[tuple[int, list[Example]]]:
+    """For every choice point of ``example`` (by index), the same question traced with each *other* alternative of
+    that point (earlier choices kept, later ones at their first alternative). Training uses them to find, at each
+    choice point, the first token of every alternative: the target there is uniform over the alternatives
+    (``lrmrepro.models.train``)."""
+    if not example.replay:
+        raise ValueError("alternatives() needs an example drawn by make_split")
+    draw = _draw(example.task, example.split, world)
+    taken = [i for _, _, i in example.choices]
+    out = []
+    for j, (_, k, chosen) in enumerate(example.choices):
+        alts = [draw(random.Random(example.replay), Chooser(path=taken[:j] + [a])) for a in range(k) if a != chosen]
+        out.append((j, alts))
     return out
