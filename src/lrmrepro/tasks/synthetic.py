@@ -110,7 +110,7 @@ def _episode(ch: Chooser, name: str, *episodes: list[str]) -> list[str]:
 def arith(rng: random.Random, chooser: Chooser | None = None) -> Example:
     """Multi-step integer arithmetic on one-digit operands, evaluated left to right, every intermediate value in
     0..19: ``Compute 7 + 5 - 3 + 8.``"""
-    n_ops = rng.randint(2, 3)
+    n_ops = rng.randint(2, 4)
     value = rng.randint(1, 9)
     expr = str(value)
     steps = []
