@@ -14,6 +14,7 @@ from snakemake.exceptions import WorkflowError
 from lrmrepro import fingerprint
 from lrmrepro.config import ConfigError, load_study, scoring_policies
 from lrmrepro.environment import job_environment
+from lrmrepro.precision import PRECISIONS
 from lrmrepro.runs import CHECKPOINT, Run, engines, expand_runs, importance_runs
 from lrmrepro.provenance import hardware_label
 
@@ -79,7 +80,7 @@ wildcard_constraints:
     compression=_alternatives(["none", *config["compressions"]]),
     compressed=_alternatives(config["compressions"]) or "(?!)",
     task=_alternatives(config["tasks"]),
-    precision="bf16|fp16|fp32|layercast",
+    precision=_alternatives(PRECISIONS),
     backend="transformers|vllm_batch_invariant|vllm",
     parallel=r"\d+",
     batch_size=r"\d+",

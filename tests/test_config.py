@@ -68,6 +68,15 @@ def test_hub_model_needs_id(cfg):
         validate_config(cfg)
 
 
+def test_schema_lists_the_precisions_of_the_package():
+    """The schema keeps its own enum (it documents the configuration); it must equal lrmrepro.precision.PRECISIONS."""
+    from lrmrepro.config import load_schema
+    from lrmrepro.precision import PRECISIONS
+
+    experiment = load_schema()["properties"]["experiments"]["additionalProperties"]["properties"]
+    assert tuple(experiment["precisions"]["items"]["enum"]) == PRECISIONS
+
+
 def test_expand_runs_is_the_grid(cfg):
     c = validate_config(cfg)
     grid = expand_runs(c, "precision_grid", resolve_hardware=lambda h: "cpu-x")

