@@ -25,7 +25,8 @@ include: "rules/generate.smk"
 include: "rules/score.smk"
 include: "rules/summarize.smk"
 include: "rules/stats.smk"
-include: "rules/importance.smk"
+if IMPORTANCE:  # a study without an `importance` section has no importance stage
+    include: "rules/importance.smk"
 include: "rules/figures.smk"
 
 

@@ -312,7 +312,8 @@ def experiment_first_decoding(wildcards):
     return config["experiments"][wildcards.experiment]["decoding"][0]
 
 
-# --- importance
+# --- importance (None: the study has no importance stage, and rules/importance.smk is not included); its settings
+#     come with the schema's defaults filled in
 IMPORTANCE = config.get("importance")
 
 
@@ -341,9 +342,9 @@ def importance_targets():
     for model in IMPORTANCE["models"]:
         out.append(f"results/figures/importance/{model}/none/heatmap.png")
         out += [f"results/figures/importance/{model}/{c}/change_vs_base.png" for c in IMPORTANCE["compare"]]
-        if IMPORTANCE.get("protect"):
+        if IMPORTANCE["protect"]:
             out.append(f"results/importance/{model}/protect_spec.json")
-    if IMPORTANCE.get("protection_figure"):
+    if "protection_figure" in IMPORTANCE:
         out.append("results/figures/importance/protection.png")
     return out
 

@@ -196,7 +196,7 @@ def _check_importance(config: dict) -> None:
             raise ConfigError(f"config key importance.{key}: {imp[key]!r} is not defined; allowed values: {', '.join(allowed)}")
     for key, allowed in (("tasks", list(config["tasks"])), ("models", list(config["models"])),
                          ("compare", list(config.get("compressions", {})))):
-        for i, v in enumerate(imp.get(key, [])):
+        for i, v in enumerate(imp[key]):
             if v not in allowed:
                 raise ConfigError(f"config key importance.{key}[{i}]: {v!r} is not defined; allowed values: {', '.join(allowed)}")
     allowed = ["mean", *imp["behaviours"]]
@@ -210,14 +210,14 @@ def _check_importance(config: dict) -> None:
             raise ConfigError(f"config key importance.protection_figure.experiment: {exp_name!r} is not defined; "
                               f"allowed values: {', '.join(config['experiments'])}")
         in_exp = config["experiments"][exp_name]["compressions"]
-        named = [("unprotected", figure.get("unprotected"))] + [
-            (f"protected[{i}]", c) for i, c in enumerate(figure.get("protected", []))]
+        named = [("unprotected", figure["unprotected"])] + [
+            (f"protected[{i}]", c) for i, c in enumerate(figure["protected"])]
         for key, value in named:
-            if value is not None and value not in in_exp:
+            if value not in in_exp:
                 raise ConfigError(
                     f"config key importance.protection_figure.{key}: {value!r} is not a compression of experiment "
                     f"{exp_name!r}; allowed values: {', '.join(in_exp)}")
-    protect = imp.get("protect", {})
+    protect = imp["protect"]
     if needs and len([k for k in ("k", "weight_fraction") if k in protect]) != 1:
         raise ConfigError("config key importance.protect: give exactly one of k, weight_fraction "
                           f"(compressions {', '.join(needs)} protect the importance stage's top modules)")
