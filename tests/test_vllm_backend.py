@@ -16,8 +16,9 @@ import polars as pl
 import pytest
 
 from lrmrepro.generate.common import GENERATION_SCHEMA, ChunkStore, Decoding, chunks
-from lrmrepro.generate.vllm_backend import (UnsupportedRun, check_supported, scheme_of_quantization_config,
-                                            scheme_of_recipe, store_key)
+from lrmrepro.compress.schemes import scheme_of_quantization_config, scheme_of_recipe
+from lrmrepro.generate.vllm_backend import store_key
+from lrmrepro.generate.vllm_support import UnsupportedRun, check_supported
 from lrmrepro.prompts import build_prompts_for_items
 
 ROOT = Path(__file__).resolve().parents[1]
