@@ -15,6 +15,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# the methods page of `snakemake --report`
+report: "docs/report/workflow.rst"
+
+
 # The configuration (config.yaml, or the files given with --configfile, which replace it) is read, validated and
 # cross-checked in rules/common.smk before any job is planned.
 include: "rules/common.smk"
