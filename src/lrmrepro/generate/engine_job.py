@@ -1,4 +1,4 @@
-"""One generation job per engine (docs/architecture.md, "One engine per grid point"): load the model once, then
+"""One generation job per engine (docs/cluster.md, "One engine per grid point"): load the model once, then
 generate every run of the grid point — its tasks and batch sizes — each into its own generations.parquet,
 generations.meta.json and resumable chunk store.
 
