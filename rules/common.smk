@@ -15,7 +15,7 @@ from lrmrepro import fingerprint
 from lrmrepro.config import ConfigError, load_study, scoring_policies
 from lrmrepro.environment import job_environment
 from lrmrepro.precision import PRECISIONS
-from lrmrepro.runs import CHECKPOINT, Run, engines, expand_runs, importance_runs
+from lrmrepro.runs import BACKENDS, CHECKPOINT, Run, engines, expand_runs, importance_runs
 from lrmrepro.provenance import hardware_label
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
@@ -81,7 +81,7 @@ wildcard_constraints:
     compressed=_alternatives(config["compressions"]) or "(?!)",
     task=_alternatives(config["tasks"]),
     precision=_alternatives(PRECISIONS),
-    backend="transformers|vllm_batch_invariant|vllm",
+    backend=_alternatives(BACKENDS),
     parallel=r"\d+",
     batch_size=r"\d+",
     hardware=r"[A-Za-z0-9-]+",

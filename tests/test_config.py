@@ -68,13 +68,16 @@ def test_hub_model_needs_id(cfg):
         validate_config(cfg)
 
 
-def test_schema_lists_the_precisions_of_the_package():
-    """The schema keeps its own enum (it documents the configuration); it must equal lrmrepro.precision.PRECISIONS."""
+def test_schema_lists_the_precisions_and_backends_of_the_package():
+    """The schema keeps its own enums (they document the configuration); they must equal the package's lists, from
+    which the workflow's wildcard constraints are made."""
     from lrmrepro.config import load_schema
     from lrmrepro.precision import PRECISIONS
+    from lrmrepro.runs import BACKENDS
 
     experiment = load_schema()["properties"]["experiments"]["additionalProperties"]["properties"]
     assert tuple(experiment["precisions"]["items"]["enum"]) == PRECISIONS
+    assert tuple(experiment["backend"]["enum"]) == BACKENDS
 
 
 def test_expand_runs_is_the_grid(cfg):

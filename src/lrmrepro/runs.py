@@ -21,6 +21,8 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 #: a model's checkpoint folder: ``none`` is the uncompressed model, any other compression a compressed variant
 CHECKPOINT = "results/models/{model}/{compression}"
+#: the generation backends (``vllm_batch_invariant``: vLLM with ``VLLM_BATCH_INVARIANT=1``); the schema's enum equals it
+BACKENDS = ("transformers", "vllm", "vllm_batch_invariant")
 
 
 @dataclass(frozen=True)
