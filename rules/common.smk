@@ -128,13 +128,13 @@ def target_sparsity(wildcards):
 
 def protect_spec_input(wildcards):
     """The protection loop: a variant with protect_from_importance depends on the importance ranking."""
-    if config["compressions"][wildcards.compressed].get("protect_from_importance"):
+    if config["compressions"][wildcards.compressed]["protect_from_importance"]:
         return f"results/importance/{wildcards.model}/protect_spec.json"
     return []
 
 
 def quantize_only(wildcards):
-    return config["compressions"][wildcards.compressed].get("only", [])
+    return config["compressions"][wildcards.compressed]["only"]
 
 
 # plain wildcard patterns rather than input functions wherever possible (CHECKPOINT, TASK_ITEMS, Run.FOLDER); Snakemake

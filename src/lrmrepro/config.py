@@ -299,7 +299,7 @@ def scoring_policies(config: dict, resolve_hardware: Callable[[str], str] = lamb
     ``scores.parquet`` cannot follow both."""
     policies: dict[Run, tuple[str, str]] = {}
     for name, exp in config["experiments"].items():
-        policy = exp.get("scoring", "strict")
+        policy = exp["scoring"]
         for run in expand_runs(config, name, resolve_hardware):
             first = policies.setdefault(run, (name, policy))
             if first[1] != policy:
