@@ -150,8 +150,9 @@ def expand_runs(config: dict, experiment: str | None = None,
         exp = config["experiments"][name]
         for combo in itertools.product(exp["models"], exp["compressions"], exp["tasks"], exp["precisions"],
                                        exp["parallel"], exp["batch_sizes"], exp["hardware"], exp["decoding"]):
-            model, comp, task, prec, par, bs, hw, dec = combo
-            seen.setdefault(Run(model, comp, task, prec, exp["backend"], par, bs, resolve_hardware(hw), dec))
+            model, compression, task, precision, parallel, batch_size, hardware, decoding = combo
+            seen.setdefault(Run(model, compression, task, precision, exp["backend"], parallel, batch_size,
+                                resolve_hardware(hardware), decoding))
     return list(seen)
 
 
