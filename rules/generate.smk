@@ -72,8 +72,8 @@ rule generate_repeat:
         model=CHECKPOINT,
         tasks=TASK_ITEMS,
     output:
-        generations=f"{Run.FOLDER}/repeat/generations.parquet",
-        meta=f"{Run.FOLDER}/repeat/generations.meta.json",
+        generations=f"{REPEAT}.parquet",
+        meta=f"{REPEAT}.meta.json",
     wildcard_constraints:
         backend="transformers",
     params:

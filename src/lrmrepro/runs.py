@@ -161,7 +161,8 @@ def importance_models(config: dict) -> list[str]:
     protects the importance stage's top modules (its protect spec needs its own ranking)."""
     imp = config.get("importance") or {}
     protected = {n for n, c in config.get("compressions", {}).items() if c.get("protect_from_importance")}
-    needed = [m for exp in config["experiments"].values() if protected & set(exp["compressions"]) for m in exp["models"]]
+    needed = [m for exp in config["experiments"].values() if protected & set(exp["compressions"])
+              for m in exp["models"]]
     return list(dict.fromkeys([*imp.get("models", []), *needed]))
 
 
