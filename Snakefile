@@ -15,6 +15,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# the methods page of `snakemake --report`
+report: "docs/report/workflow.rst"
+
+
 # The configuration (config.yaml, or the files given with --configfile, which replace it) is read, validated and
 # cross-checked in rules/common.smk before any job is planned.
 include: "rules/common.smk"
@@ -25,7 +29,8 @@ include: "rules/generate.smk"
 include: "rules/score.smk"
 include: "rules/summarize.smk"
 include: "rules/stats.smk"
-include: "rules/importance.smk"
+if IMPORTANCE:  # a study without an `importance` section has no importance stage
+    include: "rules/importance.smk"
 include: "rules/figures.smk"
 
 

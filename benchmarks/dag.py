@@ -23,7 +23,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from lrmrepro.config import expand_runs, validate_config  # noqa: E402
+from lrmrepro.config import validate_config  # noqa: E402
+from lrmrepro.runs import Run, expand_runs  # noqa: E402
 
 
 def make_config(n_tasks: int, n_hw: int) -> dict:
@@ -77,7 +78,7 @@ def touch_all(workdir: Path, cfg: dict) -> None:
 BARE_SNAKEFILE = """
 import json
 RUNS = json.load(open("runs.json"))
-F = "{model}/{compression}/{task}/{precision}/{backend}-p{parallel}-bs{batch}-{hw}/{decoding}"
+F = "@PATTERN@"
 rule all:
     input: RUNS
 rule generate:
@@ -100,7 +101,7 @@ def bare_floor(cfg: dict) -> tuple[float, int]:
     runs = expand_runs(validate_config(cfg))
     work = Path(tempfile.mkdtemp(prefix="lrmrepro-dag-bare-"))
     try:
-        (work / "Snakefile").write_text(BARE_SNAKEFILE)
+        (work / "Snakefile").write_text(BARE_SNAKEFILE.replace("@PATTERN@", Run.PATTERN))
         (work / "runs.json").write_text(json.dumps([r.scores for r in runs]))
         paths = [work / "results/models/default/none/config.json"]
         paths += [work / p for r in runs for p in (r.generations, r.scores)]

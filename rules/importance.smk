@@ -1,4 +1,4 @@
-# 6. importance: which weights matter for reasoning. Behaviour segments of reasoning traces are labelled
+# 8. importance: which weights matter for reasoning. Behaviour segments of reasoning traces are labelled
 #    (cue phrases); every decoder linear module is scored by difference of means and attribution patching;
 #    base vs compressed importance is compared; the top modules feed back into compression (protection loop).
 
@@ -27,7 +27,7 @@ rule importance_label:
     output:
         spans="results/importance/{model}/{compression}/spans.parquet",
     params:
-        labeller=config.get("importance", {}).get("labeller", "rules"),
+        labeller=IMPORTANCE["labeller"],
         code=code_of("importance_label.py"),
     conda:
         "../envs/core.yaml"
@@ -48,9 +48,9 @@ rule importance_scores:
         scores="results/importance/{model}/{compression}/scores.parquet",
         vectors="results/importance/{model}/{compression}/dom_vectors.safetensors",
     params:
-        negative=config.get("importance", {}).get("negative", "tokens"),
-        behaviours=config.get("importance", {}).get("behaviours"),
-        max_tokens=config.get("importance", {}).get("max_tokens"),
+        negative=IMPORTANCE["negative"],
+        behaviours=IMPORTANCE["behaviours"],
+        max_tokens=IMPORTANCE["max_tokens"],
         code=code_of("importance_scores.py"),
     threads: workflow.cores
     conda:
@@ -70,10 +70,10 @@ rule importance_protect:
         spec="results/importance/{model}/protect_spec.json",
     params:
         recipe="any",
-        score=config.get("importance", {}).get("score", "attribution"),
-        behaviour=config.get("importance", {}).get("behaviour", "mean"),
-        k=config.get("importance", {}).get("protect", {}).get("k"),
-        weight_fraction=config.get("importance", {}).get("protect", {}).get("weight_fraction"),
+        score=IMPORTANCE["score"],
+        behaviour=IMPORTANCE["behaviour"],
+        k=IMPORTANCE["protect"].get("k"),
+        weight_fraction=IMPORTANCE["protect"].get("weight_fraction"),
         code=code_of("importance_protect.py"),
     conda:
         "../envs/core.yaml"
@@ -94,8 +94,8 @@ rule importance_heatmap:
             caption="../docs/report/importance.rst", category="Importance", subcategory="{model} / {compression}",
         ),
     params:
-        value=config.get("importance", {}).get("score", "attribution"),
-        code=code_of("importance_figures.py"),
+        value=IMPORTANCE["score"],
+        code=code_of("importance_heatmap.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -103,7 +103,7 @@ rule importance_heatmap:
     benchmark:
         "results/benchmarks/importance_heatmap/{model}/{compression}.tsv"
     script:
-        "../workflow_scripts/importance_figures.py"
+        "../workflow_scripts/importance_heatmap.py"
 
 
 rule importance_change:
@@ -118,8 +118,8 @@ rule importance_change:
             caption="../docs/report/importance_change.rst", category="Importance", subcategory="{model} / {compressed}",
         ),
     params:
-        value=config.get("importance", {}).get("score", "attribution"),
-        code=code_of("importance_figures.py"),
+        value=IMPORTANCE["score"],
+        code=code_of("importance_change.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -127,7 +127,7 @@ rule importance_change:
     benchmark:
         "results/benchmarks/importance_change/{model}/{compressed}.tsv"
     script:
-        "../workflow_scripts/importance_figures.py"
+        "../workflow_scripts/importance_change.py"
 
 
 rule protection_figure:
@@ -141,11 +141,9 @@ rule protection_figure:
             caption="../docs/report/protection.rst", category="Importance",
         ),
     params:
-        value=config.get("importance", {}).get("score", "attribution"),
-        uncompressed="none",
-        unprotected=config.get("importance", {}).get("protection_figure", {}).get("unprotected"),
-        protected=config.get("importance", {}).get("protection_figure", {}).get("protected"),
-        code=code_of("importance_figures.py"),
+        value=IMPORTANCE["score"],
+        figure=IMPORTANCE.get("protection_figure"),
+        code=code_of("protection_figure.py"),
     conda:
         "../envs/core.yaml"
     log:
@@ -153,4 +151,4 @@ rule protection_figure:
     benchmark:
         "results/benchmarks/protection_figure/protection.tsv"
     script:
-        "../workflow_scripts/importance_figures.py"
+        "../workflow_scripts/protection_figure.py"

@@ -4,11 +4,11 @@
 
 rule score:
     input:
-        generations=f"results/generations/{RUN_FOLDER}/generations.parquet",
+        generations=f"{Run.FOLDER}/generations.parquet",
         tasks=TASK_ITEMS,
     output:
-        scores=f"results/generations/{RUN_FOLDER}/scores.parquet",
-        meta=f"results/generations/{RUN_FOLDER}/scores.meta.json",
+        scores=f"{Run.FOLDER}/scores.parquet",
+        meta=f"{Run.FOLDER}/scores.meta.json",
     params:
         allow_weak_sandbox=config["sandbox"]["allow_weak_isolation"],
         policy=scoring_policy,
@@ -16,8 +16,8 @@ rule score:
     conda:
         "../envs/core.yaml"
     log:
-        f"logs/score/{RUN_FOLDER}.log",
+        f"logs/score/{Run.PATTERN}.log",
     benchmark:
-        f"results/benchmarks/score/{RUN_FOLDER}.tsv"
+        f"results/benchmarks/score/{Run.PATTERN}.tsv"
     script:
         "../workflow_scripts/score.py"

@@ -27,14 +27,14 @@ sys.path.insert(0, str(ROOT / "src"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lrmrepro import precision as precision_mod  # noqa: E402
 from lrmrepro.generate.common import Decoding  # noqa: E402
 from lrmrepro.generate.transformers_backend import _generate_chunk, load  # noqa: E402
+from lrmrepro.layercast import load_model  # noqa: E402
+from lrmrepro.precision import PRECISIONS  # noqa: E402
 from lrmrepro.prompts import build_prompts  # noqa: E402
 from lrmrepro.scoring import score_text  # noqa: E402
 from lrmrepro.tasks import synthetic  # noqa: E402
 
-PRECISIONS = ("bf16", "fp16", "fp32", "layercast")
 MAX_NEW = {"arith": 160, "timeline": 192, "logic": 160, "multihop": 112}
 
 
@@ -78,7 +78,7 @@ def layercast_numerics(model_dir: Path, device: str, prompts: list[str]) -> dict
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     lc, tok = load(model_dir, "layercast", device)
-    ref = precision_mod.load_model(model_dir, "fp32").to(device).eval()
+    ref = load_model(model_dir, "fp32").to(device).eval()
     bf16_linears, other = 0, []
     with torch.no_grad():
         for name, mod in lc.named_modules():

@@ -10,7 +10,7 @@ import torch
 
 from helpers_compress import TINY_CALIBRATION, generate_tokens
 from lrmrepro.compress.inspect import verify_protected
-from lrmrepro.compress.recipes import available_recipes, render_recipe
+from lrmrepro.compress.recipes import available_recipes, load_recipe, recipe_info, render_recipe
 from lrmrepro.compress.run import compress_model
 from lrmrepro.compress.inspect import load_tensor, tensor_index
 from lrmrepro.compress.protect import resolve_protected
@@ -60,6 +60,13 @@ def test_templating_sets_ignore_and_sparsity():
         render_recipe("sparsegpt_unstructured", sparsity=1.5)
     with pytest.raises(ValueError, match="only accepted by: sparsegpt_unstructured"):
         render_recipe("gptq_w4a16", sparsity=0.5)
+
+
+def test_recipe_info_reads_sparsity_and_mask_structure():
+    info = recipe_info(load_recipe("sparsegpt_2of4"))
+    assert (info.method, info.sparsity, info.mask_structure, info.weight_bits) == ("sparsegpt", 0.5, "2:4", None)
+    rendered, _ = render_recipe("sparsegpt_unstructured", sparsity=0.3)
+    assert (recipe_info(rendered).sparsity, recipe_info(rendered).mask_structure) == (0.3, "0:0")
 
 
 def test_split_fused_group_fails_clearly():

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lrmrepro.config import ConfigError, expand_runs, validate_config
+from lrmrepro.config import ConfigError, validate_config
+from lrmrepro.runs import Run, expand_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +68,18 @@ def test_hub_model_needs_id(cfg):
         validate_config(cfg)
 
 
+def test_schema_lists_the_precisions_and_backends_of_the_package():
+    """The schema keeps its own enums (they document the configuration); they must equal the package's lists, from
+    which the workflow's wildcard constraints are made."""
+    from lrmrepro.config import load_schema
+    from lrmrepro.precision import PRECISIONS
+    from lrmrepro.runs import BACKENDS
+
+    experiment = load_schema()["properties"]["experiments"]["additionalProperties"]["properties"]
+    assert tuple(experiment["precisions"]["items"]["enum"]) == PRECISIONS
+    assert tuple(experiment["backend"]["enum"]) == BACKENDS
+
+
 def test_expand_runs_is_the_grid(cfg):
     c = validate_config(cfg)
     grid = expand_runs(c, "precision_grid", resolve_hardware=lambda h: "cpu-x")
@@ -80,17 +93,18 @@ def test_expand_runs_is_the_grid(cfg):
 
 
 def test_run_from_wildcards_inverts_the_artifact_path(cfg):
-    """A generation job knows its run from the path's wildcards alone (rules/generate.smk, RUN_FOLDER)."""
+    """A job knows its run from the path's wildcards alone (Run.FOLDER, wildcards named like the labels); the folder
+    format is the one existing artifacts have."""
     import re
-
-    from lrmrepro.config import Run
 
     run = expand_runs(validate_config(cfg), resolve_hardware=lambda h: "cpu-x")[-1]
     pattern = (r"results/generations/(?P<model>[^/]+)/(?P<compression>[^/]+)/(?P<task>[^/]+)/(?P<precision>[^/]+)/"
-               r"(?P<backend>[a-z_]+)-p(?P<parallel>\d+)-bs(?P<batch>\d+)-(?P<hw>[A-Za-z0-9-]+)/(?P<decoding>[^/]+)")
+               r"(?P<backend>[a-z_]+)-p(?P<parallel>\d+)-bs(?P<batch_size>\d+)-(?P<hardware>[A-Za-z0-9-]+)/(?P<decoding>[^/]+)")
     wildcards = re.fullmatch(pattern, run.folder).groupdict()
     assert Run.from_wildcards(wildcards) == run
     assert isinstance(Run.from_wildcards(wildcards).parallel, int)
+    assert set(re.findall(r"{(\w+)}", Run.FOLDER)) == set(Run.LABELS)
+    assert Run.FOLDER.format(**wildcards) == run.folder
 
 
 # --- every configuration error of the trust issue, each reported before any job runs, naming key, value, allowed

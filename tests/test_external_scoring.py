@@ -9,7 +9,7 @@ from helpers_outputs import complete, cut, reasoning
 from lrmrepro.score import main
 from lrmrepro.scoring import SCORES_SCHEMA
 from lrmrepro.scoring.external import AlignmentError, read_outputs, rescore
-from lrmrepro.tasks.prepare import items_frame
+from lrmrepro.tasks.items import items_frame
 
 IDS = ["folio-story1/ex1", "folio-2", "folio-3"]
 GOLDS = ["False", "True", "Uncertain"]

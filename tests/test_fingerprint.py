@@ -65,8 +65,8 @@ def test_editing_the_script_itself_changes_its_fingerprint(package_copy):
 @pytest.mark.parametrize("script, module", [
     ("lrmrepro.generate.vllm_cli", "vllm_layercast/method.py"),      # imported lazily inside the vLLM backend
     ("lrmrepro.generate.vllm_cli", "vllm_layercast/worker_ext.py"),  # named as a string (vLLM worker extension)
-    ("prepare_task.py", "models/train_config.py"),         # decides which questions are held out
-    ("importance_figures.py", "importance/ranking.py"),
+    ("prepare_task.py", "tasks/heldout.py"),               # decides which questions are held out
+    ("importance_change.py", "importance/ranking.py"),
     ("compression_info.py", "compress/inspect.py"),
     ("score.py", "sandbox.py"),
 ])

@@ -5,13 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrmrepro.precision import (
-    PRECISIONS,
-    LayerCastLinear,
-    apply_layercast,
-    load_model,
-    torch_dtype,
-)
+from lrmrepro.layercast import LayerCastLinear, apply_layercast, load_model, torch_dtype
+from lrmrepro.precision import PRECISIONS
 
 torch.set_num_threads(1)
 

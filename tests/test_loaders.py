@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from lrmrepro.scoring import score_text
+from lrmrepro.tasks.items import ITEM_SCHEMA
 from lrmrepro.tasks.loaders import BENCHMARKS, BenchmarkUnavailable, decode_lcb_tests, load_benchmark
-from lrmrepro.tasks.prepare import ITEM_SCHEMA
 
 FX = Path(__file__).parent / "fixtures" / "benchmarks"
 

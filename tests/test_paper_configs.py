@@ -1,6 +1,7 @@
 """The papers' grids as shipped configs: each builds its DAG offline (no hub needed for a dry run), with the job
 counts docs/cluster.md states; one engine (one model load) per grid point."""
 
+import hashlib
 import re
 import subprocess
 import sys
@@ -45,3 +46,21 @@ def test_compression_grid(tmp_path):
     assert counts["score"] == 2 * 18 * 4
     assert counts["compress"] == 2 * 17
     assert counts["compression_effects"] == 1 and counts["importance_protect"] == 2
+
+
+#: every output path of the papers' grids (`snakemake --summary`), as a count and a digest of the sorted list: a change
+#: that moves an artifact (a renamed wildcard, a changed folder format) fails here. Taken before the run paths got
+#: their one home (lrmrepro.runs) and unchanged after it; when a change moves paths on purpose, update them.
+ARTIFACTS = {"paper-reproducibility.yaml": (4755, "3c7c5c17b97ba780"), "paper-compression.yaml": (679, "eb1d0edc6f99da2b")}
+
+
+@pytest.mark.parametrize("config", sorted(ARTIFACTS))
+def test_artifact_paths_do_not_move(config, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--summary",
+                           "--configfile", str(ROOT / "configs" / config)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("output_file\t"))
+    files = sorted(line.split("\t")[0] for line in lines[header + 1:] if line.strip())
+    assert (len(files), hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]) == ARTIFACTS[config]

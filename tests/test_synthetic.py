@@ -4,8 +4,8 @@ import re
 import pytest
 
 from lrmrepro.models.train import TrainConfig, build_corpus
-from lrmrepro.models.train_config import training_questions
 from lrmrepro.tasks import synthetic
+from lrmrepro.tasks.heldout import training_questions
 from lrmrepro.tasks.prepare import synthetic_items
 
 
@@ -98,8 +98,8 @@ def test_multihop_eval_people_never_asked_in_training():
 
 
 def test_eval_items_exclude_training_questions():
-    train = {"train_per_task": 300, "seed": 0}
-    seen = training_questions(TrainConfig.from_dict({**train, "tasks": ["arith"]}))["arith"]
+    train = {"train_per_task": 300, "seed": 0, "task_weights": {}}
+    seen = training_questions(train, ["arith"])["arith"]
     items = synthetic_items("arith", {"source": "synthetic", "n": 50}, train)
     assert items.height == 50
     assert not set(items.get_column("question").to_list()) & seen

@@ -16,8 +16,9 @@ import polars as pl
 import pytest
 
 from lrmrepro.generate.common import GENERATION_SCHEMA, ChunkStore, Decoding, chunks
-from lrmrepro.generate.vllm_backend import (UnsupportedRun, check_supported, scheme_of_quantization_config,
-                                            scheme_of_recipe, store_key)
+from lrmrepro.compress.schemes import scheme_of_quantization_config, scheme_of_recipe
+from lrmrepro.generate.vllm_backend import store_key
+from lrmrepro.generate.vllm_support import UnsupportedRun, check_supported
 from lrmrepro.prompts import build_prompts_for_items
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,11 +207,11 @@ def test_a_shared_engine_gives_what_an_engine_of_its_own_gives(setup):
 @pytest.mark.slow
 @needs_vllm
 def test_layercast_matches_transformers_layercast(setup, fp32_bs1):
-    """vLLM LayerCast (plugin quantization method) vs lrmrepro.precision.apply_layercast (transformers), teacher-
+    """vLLM LayerCast (plugin quantization method) vs lrmrepro.layercast.apply_layercast (transformers), teacher-
     forced on vLLM's tokens: top-5 logprobs agree to float noise, and differ from plain fp32 by more than that."""
     import torch
 
-    from lrmrepro.precision import load_model
+    from lrmrepro.layercast import load_model
 
     df, meta = _run(setup, "layercast-bs4", "layercast", 4)
     _check_table(df, setup)

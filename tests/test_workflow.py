@@ -92,6 +92,14 @@ def test_tables_and_figures_are_produced(finished_run):
     assert (run / "results/figures/importance/protection.png").exists()
 
 
+def test_report_opens_with_the_methods_page(finished_run):
+    """`snakemake --report`: the workflow-level `report:` page (docs/report/workflow.rst) describes the method."""
+    workflow, run = finished_run
+    _snakemake(["--report", str(run / "report.html")], run, workflow)
+    html = (run / "report.html").read_text()
+    assert "When Reasoning Meets Compression" in html and "Avg_Std@top1_prob" in html
+
+
 def test_every_artifact_has_provenance(finished_run):
     _, run = finished_run
     metas = [m for m in (run / "results/generations").rglob("generations.meta.json") if m.parent.name != "repeat"]

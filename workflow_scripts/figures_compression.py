@@ -1,19 +1,16 @@
-"""Rules figures_compression / figure_sparsity_sweep: the main results table and the bits-vs-accuracy figure, or
-the sparsity sweep, from the experiment's summary and compression info tables only."""
+"""Rule figures_compression: the main results table, the bits-vs-accuracy figure and the compression effects
+against runtime noise, from the experiment's summary, compression info and effects tables only."""
 import polars as pl
 
-from lrmrepro.figures.compression import bits_accuracy_figure, effects_figure, sparsity_sweep_figure, \
-    write_main_results
+from lrmrepro.figures.compression import bits_accuracy_figure, effects_figure, write_main_results
 from lrmrepro.runlog import rule_log
 
 with rule_log(snakemake):
-    summary = pl.read_parquet(snakemake.input.summary).filter(pl.col("decoding") == snakemake.params.decoding)
+    decoding = pl.col("decoding") == snakemake.params.decoding
+    summary = pl.read_parquet(snakemake.input.summary).filter(decoding)
     info = pl.read_parquet(snakemake.input.info)
+    effects = pl.read_parquet(snakemake.input.effects).filter(decoding)
     out = snakemake.output
-    if "table_md" in out.keys():
-        effects = pl.read_parquet(snakemake.input.effects).filter(pl.col("decoding") == snakemake.params.decoding)
-        write_main_results(summary, info, out.table_md, out.table_csv, effects)
-        bits_accuracy_figure(summary, info, [out.bits_png, out.bits_pdf])
-        effects_figure(effects, [out.effects_png, out.effects_pdf])
-    else:
-        sparsity_sweep_figure(summary, info, [out.sparsity_png, out.sparsity_pdf])
+    write_main_results(summary, info, out.table_md, out.table_csv, effects)
+    bits_accuracy_figure(summary, info, [out.bits_png, out.bits_pdf])
+    effects_figure(effects, [out.effects_png, out.effects_pdf])

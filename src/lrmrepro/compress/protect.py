@@ -3,17 +3,27 @@
 An entry is a module name (exact match) or ``re:<pattern>`` (Python ``re.match``: anchored at the start of the
 module name, not at the end), the same rule compressed-tensors applies. Protection must cover whole fused groups:
 vLLM fuses q/k/v into one ``qkv_proj`` and gate/up into one ``gate_up_proj`` and refuses a checkpoint whose shards
-of one fused layer have different quantization schemes.
+of one fused layer have different quantization schemes (:data:`FUSED_GROUPS`, :func:`fused_group`; the importance
+stage's rankings use them too). No torch import at module level: the importance figures import the groups.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Any, Iterable
 
-import torch
-
+#: linear projections vLLM fuses into one layer (q/k/v -> qkv_proj, gate/up -> gate_up_proj)
 FUSED_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+def fused_group(module: str, all_modules: Iterable[str]) -> list[str]:
+    """The module's fused group members that exist among ``all_modules`` (the module alone if not fused)."""
+    parent, _, leaf = module.rpartition(".")
+    names = set(all_modules)
+    for group in FUSED_GROUPS:
+        if leaf in group:
+            return [f"{parent}.{g}" for g in group if f"{parent}.{g}" in names]
+    return [module]
 
 
 def matches(name: str, entry: str) -> bool:
@@ -22,7 +32,10 @@ def matches(name: str, entry: str) -> bool:
     return name == entry
 
 
-def linear_names(model: torch.nn.Module) -> list[str]:
+def linear_names(model: Any) -> list[str]:
+    """Names of the ``torch.nn.Linear`` modules of ``model``."""
+    import torch
+
     return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
 
 
@@ -46,13 +59,12 @@ def resolve_protected(names: Iterable[str], ignore: Iterable[str]) -> list[str]:
     errors = []
     for name in names:
         parent, _, leaf = name.rpartition(".")
-        for group in FUSED_GROUPS:
-            if leaf == group[0]:
-                members = [f"{parent}.{g}" for g in group if f"{parent}.{g}" in names]
-                covered = [m for m in members if m in pset]
-                if covered and len(covered) != len(members):
-                    errors.append(f"{parent}: protects {[c.rsplit('.', 1)[1] for c in covered]} but not "
-                                  f"{[m.rsplit('.', 1)[1] for m in members if m not in pset]}")
+        if any(leaf == group[0] for group in FUSED_GROUPS):
+            members = fused_group(name, names)
+            covered = [m for m in members if m in pset]
+            if covered and len(covered) != len(members):
+                errors.append(f"{parent}: protects {[c.rsplit('.', 1)[1] for c in covered]} but not "
+                              f"{[m.rsplit('.', 1)[1] for m in members if m not in pset]}")
     if errors:
         raise ValueError("ignore: protection splits fused groups (q/k/v and gate/up must be protected together, "
                          "because vLLM fuses them into one layer and refuses a checkpoint whose fused shards are "

@@ -126,10 +126,10 @@ def recipe_info(recipe: dict[str, Any]) -> RecipeInfo:
                 group_bits.add(int(group["weights"].get("num_bits")))
             if group.get("input_activations"):
                 abits = group["input_activations"].get("num_bits")
-    if group_bits:  # several schemes (dynamic mixed precision): the nominal bits are the lowest
-        wbits = min(group_bits)
         if name in {"SparseGPTModifier", "WandaPruningModifier"}:
             sparsity, structure = args.get("sparsity"), args.get("mask_structure", "0:0")
+    if group_bits:  # several schemes (dynamic mixed precision): the nominal bits are the lowest
+        wbits = min(group_bits)
     if "AWQModifier" in names:
         method = "awq"
     elif "GPTQModifier" in names:

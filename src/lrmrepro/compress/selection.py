@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 
 from safetensors import safe_open
 
-from .protect import FUSED_GROUPS, matches
+from .protect import fused_group, matches
 
 
 def decoder_linear_names(model_dir: str | Path) -> list[str]:
@@ -27,12 +27,7 @@ def decoder_linear_names(model_dir: str | Path) -> list[str]:
 
 def complete_groups(selected: Iterable[str], names: Sequence[str]) -> list[str]:
     """Add the other members of every fused group (q/k/v, gate/up) that has a selected member."""
-    chosen = set(selected)
-    for name in list(chosen):
-        parent, _, leaf = name.rpartition(".")
-        for group in FUSED_GROUPS:
-            if leaf in group:
-                chosen |= {f"{parent}.{g}" for g in group if f"{parent}.{g}" in names}
+    chosen = {member for name in selected for member in fused_group(name, names)} | set(selected)
     return [n for n in names if n in chosen]
 
 

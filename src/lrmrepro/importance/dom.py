@@ -14,7 +14,7 @@ The negative mean μ_m^- ("negative" argument):
   weighs the same; this is what the public reference code computes).
 
 "Token positions of a trace" are the completion tokens (the first token ending after the prompt through the last
-token); ``include_prompt=True`` uses the prompt tokens as well.
+token).
 
 Scores per (c, m): ``dom_norm`` = ‖u_m^c‖₂ and ``dom_score`` = ‖u_m^c‖₂ / RMS_m with
 RMS_m = sqrt( Σ_t ‖a_m(t)‖₂² / N ) over the same N token positions as μ^- (``tokens``): the length of u relative to
@@ -124,8 +124,7 @@ def dom_table(acc: DomAccumulator, vectors: dict[str, dict[str, torch.Tensor]],
 
 
 def difference_of_means(model: torch.nn.Module, tokenizer: Any, generations: Any, spans: Any, *,
-                        behaviours: Iterable[str] = BEHAVIOURS, negative: str = "tokens", include_prompt: bool = False,
-                        max_tokens: int | None = None, add_special_tokens: bool = False) -> DomResult:
+                        behaviours: Iterable[str] = BEHAVIOURS, negative: str = "tokens", max_tokens: int | None = None, add_special_tokens: bool = False) -> DomResult:
     """DoM vectors and scores over the traces of ``generations`` labelled by ``spans`` (one forward per trace,
     batch size 1, no padding)."""
     if negative not in NEGATIVE_SETS:
@@ -142,9 +141,9 @@ def difference_of_means(model: torch.nn.Module, tokenizer: Any, generations: Any
             rec.clear()
             model(input_ids=torch.tensor([tr.input_ids], device=device), use_cache=False)
             outs = {m: o[0].float().cpu() for m, o in rec.outputs.items()}
-            acc.add_trace(outs, tr.spans, 0 if include_prompt else tr.completion_start, len(tr.input_ids))
+            acc.add_trace(outs, tr.spans, tr.completion_start, len(tr.input_ids))
     vecs = acc.vectors(negative)
-    info = {"negative": negative, "include_prompt": include_prompt, "n_traces": acc.n_traces,
+    info = {"negative": negative, "n_traces": acc.n_traces,
             "n_tokens": acc.n_tokens, "n_segments": dict(acc.pos_count)}
     return DomResult(vecs, dom_table(acc, vecs, module_weight_numel(model)), info)
 

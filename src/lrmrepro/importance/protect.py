@@ -20,7 +20,8 @@ from typing import Any, Iterable
 import polars as pl
 
 from ..io import write_json
-from .ranking import fused_group, select_protected
+from ..compress.protect import fused_group
+from .ranking import select_protected
 
 
 def protected_spec(ranking: pl.DataFrame, recipe: str, *, k: int | None = None, weight_fraction: float | None = None,

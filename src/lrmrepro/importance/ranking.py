@@ -2,20 +2,20 @@
 
 Fused groups: vLLM fuses q/k/v into ``qkv_proj`` and gate/up into ``gate_up_proj`` and refuses checkpoints whose
 shards of one fused layer are compressed differently, so a selected module always brings its whole group
-(:data:`FUSED_GROUPS`, same as :mod:`lrmrepro.compress.protect`).
+(:func:`lrmrepro.compress.protect.fused_group`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any
 
 import polars as pl
 
-from .behaviours import BEHAVIOURS, LABELS
+from ..compress.protect import fused_group
+from .behaviours import LABELS
 
 SCORES = ("attribution", "attribution_mean_abs", "dom_score", "dom_norm")
-FUSED_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
 def _frame(scores: Any) -> pl.DataFrame:
@@ -45,16 +45,6 @@ def rank_modules(scores: Any, score: str = "attribution", behaviour: str = "mean
              .sort(["score", "_order"], descending=[True, False])
              .drop("_order"))
     return out.with_row_index("rank", offset=1).select("module", "layer", "module_type", "n_params", "score", "rank")
-
-
-def fused_group(module: str, all_modules: Iterable[str]) -> list[str]:
-    """The module's fused group members that exist among ``all_modules`` (the module alone if not fused)."""
-    parent, _, leaf = module.rpartition(".")
-    names = set(all_modules)
-    for group in FUSED_GROUPS:
-        if leaf in group:
-            return [f"{parent}.{g}" for g in group if f"{parent}.{g}" in names]
-    return [module]
 
 
 def select_protected(ranking: pl.DataFrame, k: int | None = None, weight_fraction: float | None = None,

@@ -1,11 +1,10 @@
-"""Stage entry points: label a generations file, score a model's modules, emit protected specs."""
+"""Stage entry points: label a generations file, score a model's modules, emit the protected spec."""
 
 from __future__ import annotations
 
 import os
 import resource
 import time
-from pathlib import Path
 from typing import Any, Iterable
 
 import polars as pl
@@ -16,7 +15,7 @@ from .. import io
 from .attribution import attribution_patching
 from .behaviours import BEHAVIOURS, LABELS, SPAN_SCHEMA, judge_labeller, label_generations
 from .dom import difference_of_means, save_vectors
-from .protect import protected_spec, single_module_specs, write_spec
+from .protect import protected_spec, write_spec
 from .ranking import SCORES, rank_modules
 
 LABELLERS = ("rules", "judge")
@@ -46,12 +45,11 @@ def label_file(generations_path: str | os.PathLike, tokenizer_dir: str | os.Path
 
 def score_model(model_dir: str | os.PathLike, generations_path: str | os.PathLike, spans_path: str | os.PathLike,
                 out_scores: str | os.PathLike, out_vectors: str | os.PathLike | None = None, *,
-                behaviours: Iterable[str] = BEHAVIOURS, negative: str = "tokens", include_prompt: bool = False,
-                max_tokens: int | None = None, max_segments_per_behaviour: int | None = None,
+                behaviours: Iterable[str] = BEHAVIOURS, negative: str = "tokens", max_tokens: int | None = None,
                 device: str = "cpu") -> dict[str, Any]:
     """DoM + attribution patching of ``model_dir`` (loaded in fp32) on the labelled traces; writes the scores
     table (one row per behaviour × module) and optionally the DoM vectors. Returns figures for meta.json."""
-    from ..precision import load_model
+    from ..layercast import load_model
 
     behaviours = tuple(behaviours)
     unknown = [b for b in behaviours if b not in LABELS]
@@ -63,10 +61,9 @@ def score_model(model_dir: str | os.PathLike, generations_path: str | os.PathLik
     model = load_model(model_dir, "fp32").to(device)
     t0 = time.perf_counter()
     dom = difference_of_means(model, tok, gens, spans, behaviours=behaviours, negative=negative,
-                              include_prompt=include_prompt, max_tokens=max_tokens)
+                              max_tokens=max_tokens)
     t1 = time.perf_counter()
-    attr = attribution_patching(model, tok, gens, spans, dom.vectors, behaviours=behaviours, max_tokens=max_tokens,
-                                max_segments_per_behaviour=max_segments_per_behaviour)
+    attr = attribution_patching(model, tok, gens, spans, dom.vectors, behaviours=behaviours, max_tokens=max_tokens)
     t2 = time.perf_counter()
     table = join_scores(dom.table, attr)
     io.write_parquet(table, out_scores)
@@ -99,18 +96,4 @@ def protect_from_scores(scores_path: str | os.PathLike, out_path: str | os.PathL
     return spec
 
 
-def single_module_spec_files(scores_path: str | os.PathLike, out_dir: str | os.PathLike, *, recipe: str,
-                             modules: Iterable[str] | None = None, expand_groups: bool = True) -> list[Path]:
-    """One spec JSON per chosen module under ``out_dir`` (``<key>.json``, see :func:`single_module_specs`)."""
-    names = pl.read_parquet(scores_path)["module"].unique(maintain_order=True).to_list()
-    specs = single_module_specs(names, recipe, modules=modules, expand_groups=expand_groups,
-                                source={"scores": str(scores_path)})
-    paths = []
-    for key, spec in specs.items():
-        p = Path(out_dir) / f"{key}.json"
-        write_spec(spec, p)
-        paths.append(p)
-    return paths
-
-
-__all__ = ["label_file", "score_model", "protect_from_scores", "single_module_spec_files", "SPAN_SCHEMA"]
+__all__ = ["label_file", "score_model", "protect_from_scores", "SPAN_SCHEMA"]

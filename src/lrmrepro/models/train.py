@@ -31,7 +31,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from .. import io
 from ..prompts import RAW_SUFFIX, build_prompt, user_message
 from ..tasks import synthetic
-from .train_config import TrainConfig, training_examples, training_questions  # noqa: F401
+from .train_config import TrainConfig
 from .tokenizer import train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def build_corpus(cfg: TrainConfig) -> list[dict[str, Any]]:
     have an empty style and prompt (loss on all tokens)."""
     rng = random.Random(f"corpus:{cfg.seed}")
     docs: list[dict[str, Any]] = []
-    for exs in training_examples(cfg).values():
+    for exs in cfg.training_examples().values():
         for ex in exs:
             docs.append({"style": rng.choice(["chat_boxed", "raw_think"]), "question": ex.question,
                          "completion": ex.completion, "example": ex})

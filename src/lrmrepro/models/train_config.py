@@ -1,12 +1,12 @@
-"""Configuration of the embedded default model's training, and its training items (no torch import: the task
-preparation stage uses it to keep training questions out of the evaluation items)."""
+"""Configuration of the embedded default model's training (its defaults are the schema's ``train`` defaults; a test
+checks). Which examples it trains on is :mod:`lrmrepro.tasks.heldout`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..tasks import synthetic
+from ..tasks import heldout, synthetic
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,6 @@ class TrainConfig:
             if not isinstance(weight, int) or weight < 1:
                 raise ValueError(f"train.task_weights.{task} must be an integer >= 1, got {weight!r}")
 
-    def n_examples(self, task: str) -> int:
-        return self.train_per_task * self.task_weights.get(task, 1)
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         d = dict(d)
@@ -58,12 +55,6 @@ class TrainConfig:
             raise ValueError(f"unknown train keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
         return cls(**d)
 
-
-def training_examples(cfg: TrainConfig) -> dict[str, list[synthetic.Example]]:
-    world = synthetic.World(cfg.seed)
-    return {t: synthetic.make_split(t, cfg.n_examples(t), cfg.seed, "train", world=world) for t in cfg.tasks}
-
-
-def training_questions(cfg: TrainConfig) -> dict[str, frozenset[str]]:
-    """The question texts seen in training, per task: evaluation items must avoid them."""
-    return {t: frozenset(e.question for e in exs) for t, exs in training_examples(cfg).items()}
+    def training_examples(self) -> dict[str, list[synthetic.Example]]:
+        """The examples this configuration trains on, per task (:func:`lrmrepro.tasks.heldout.training_examples`)."""
+        return heldout.training_examples(asdict(self), self.tasks)

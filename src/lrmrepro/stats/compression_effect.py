@@ -25,16 +25,13 @@ import numpy as np
 import polars as pl
 
 from .bootstrap import LEVEL, RESAMPLES, SEED, _indices, _percentiles
+from .labels import CONFIG_KEYS, LABEL_SCHEMA, LABELS
 from .nondeterminism import std
 
-RUN_KEYS = ["model", "compression", "task", "precision", "backend", "parallel", "batch_size", "hardware", "decoding"]
-PAIR_KEYS = [k for k in RUN_KEYS if k != "compression"]
-CONFIG_KEYS = ["backend", "parallel", "batch_size", "hardware"]
 AVERAGE = "average"
 
 SCHEMA = {
-    "model": pl.String, "compression": pl.String, "task": pl.String, "precision": pl.String, "backend": pl.String,
-    "parallel": pl.Int64, "batch_size": pl.Int64, "hardware": pl.String, "decoding": pl.String,
+    **LABEL_SCHEMA,
     "n_problems": pl.Int64, "base_accuracy": pl.Float64, "accuracy": pl.Float64, "delta": pl.Float64,
     "ci_low": pl.Float64, "ci_high": pl.Float64, "resamples": pl.Int64, "level": pl.Float64,
     "noise_experiment": pl.String, "runtime_configs": pl.Int64, "runtime_std_acc": pl.Float64, "verdict": pl.String,
@@ -86,7 +83,7 @@ def compression_effects(run_refs: Iterable[Mapping[str, Any]], noise_summary: pl
     runs (run refs with labels and a ``scores`` path); see the module docstring. Runs whose uncompressed
     counterpart is not among the refs are skipped."""
     refs = list(run_refs)
-    loaded = {tuple(r[k] for k in RUN_KEYS): per_problem_scores(r) for r in refs}
+    loaded = {tuple(r[k] for k in LABELS): per_problem_scores(r) for r in refs}
     short_tasks = {key[2] for key, (_, short) in loaded.items() if short}
     acc_tasks = sorted({key[2] for key in loaded} - short_tasks)
     noise = runtime_noise(noise_summary, acc_tasks)
@@ -95,10 +92,10 @@ def compression_effects(run_refs: Iterable[Mapping[str, Any]], noise_summary: pl
     rows = []
     pairs: dict[tuple, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for key, (per, _) in loaded.items():
-        labels = dict(zip(RUN_KEYS, key))
+        labels = dict(zip(LABELS, key))
         if labels["compression"] == "none":
             continue
-        base_key = tuple("none" if k == "compression" else labels[k] for k in RUN_KEYS)
+        base_key = tuple("none" if k == "compression" else labels[k] for k in LABELS)
         if base_key not in loaded:
             continue
         base = loaded[base_key][0]
@@ -110,14 +107,14 @@ def compression_effects(run_refs: Iterable[Mapping[str, Any]], noise_summary: pl
         means = (v - b)[idx].mean(axis=1)
         low, high = _percentiles(means, level)
         if labels["task"] in acc_tasks:
-            group = tuple(labels[k] for k in RUN_KEYS if k != "task")
+            group = tuple(labels[k] for k in LABELS if k != "task")
             pairs.setdefault(group, {})[labels["task"]] = (means, np.array([b.mean(), v.mean()]))
         rows.append(_row(labels, v.size, b.mean(), v.mean(), low, high, resamples, level, noise_experiment,
                          noise_of.get((labels["model"], labels["task"], labels["precision"], labels["decoding"]))))
     for group, by_task in pairs.items():
         if sorted(by_task) != acc_tasks:
             continue
-        labels = dict(zip([k for k in RUN_KEYS if k != "task"], group)) | {"task": AVERAGE}
+        labels = dict(zip([k for k in LABELS if k != "task"], group)) | {"task": AVERAGE}
         means = np.mean([m for m, _ in by_task.values()], axis=0)  # average of task deltas, per resample
         accs = np.mean([a for _, a in by_task.values()], axis=0)
         low, high = _percentiles(means, level)

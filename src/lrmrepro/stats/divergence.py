@@ -27,21 +27,20 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import polars as pl
 
-from .nondeterminism import CONFIG_KEYS, DEFAULT_DDOF, GROUP_KEYS, LABELS, _padded
+from .labels import CONFIG_KEYS, CONFIG_SCHEMA, GROUP_KEYS, GROUP_SCHEMA, LABELS
+from .nondeterminism import DEFAULT_DDOF, _padded
 
 NEAR_TIE_SIGMAS = 3.0
 TOP_K = 5
 
 POINTS_SCHEMA = {
-    **{k: pl.String for k in GROUP_KEYS}, "id": pl.String, "div_index": pl.Int64,
-    "backend": pl.String, "parallel": pl.Int64, "batch_size": pl.Int64, "hardware": pl.String,
+    **GROUP_SCHEMA, "id": pl.String, "div_index": pl.Int64, **CONFIG_SCHEMA,
     "reference": pl.Boolean, "token": pl.Int64, "top1_logprob": pl.Float64, "top2_logprob": pl.Float64,
     "margin": pl.Float64, "in_all_top5": pl.Boolean, "noise_sigma": pl.Float64, "threshold": pl.Float64,
     "flip": pl.String,
 }
 EXPOSURE_SCHEMA = {
-    **{k: pl.String for k in GROUP_KEYS}, "backend": pl.String, "parallel": pl.Int64, "batch_size": pl.Int64,
-    "hardware": pl.String, "noise_sigma": pl.Float64, "threshold": pl.Float64, "positions": pl.Int64,
+    **GROUP_SCHEMA, **CONFIG_SCHEMA, "noise_sigma": pl.Float64, "threshold": pl.Float64, "positions": pl.Int64,
     "near_tie_positions": pl.Int64, "near_tie_rate": pl.Float64, "problems": pl.Int64,
     "problems_with_near_tie": pl.Int64, "diverging_problems": pl.Int64, "near_tie_flips": pl.Int64,
     "confident_flips": pl.Int64,

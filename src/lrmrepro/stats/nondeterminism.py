@@ -27,14 +27,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-GROUP_KEYS = ["model", "compression", "task", "precision", "decoding"]
-CONFIG_KEYS = ["backend", "parallel", "batch_size", "hardware"]
-LABELS = GROUP_KEYS + CONFIG_KEYS
+from .labels import CONFIG_KEYS, CONFIG_SCHEMA, GROUP_KEYS, GROUP_SCHEMA, LABELS
+
 DEFAULT_DDOF = 1
 
 RUNS_SCHEMA = {
-    "model": pl.String, "compression": pl.String, "task": pl.String, "precision": pl.String, "decoding": pl.String,
-    "backend": pl.String, "parallel": pl.Int64, "batch_size": pl.Int64, "hardware": pl.String,
+    **GROUP_SCHEMA, **CONFIG_SCHEMA,
     "id": pl.String, "sample_idx": pl.Int32, "output_length": pl.Int32, "correct": pl.Boolean,
     "token_ids": pl.List(pl.Int32), "top1_logprob": pl.List(pl.Float32),
 }
@@ -259,7 +257,7 @@ def _group_metrics(group: pl.DataFrame, ddof: int) -> tuple[dict[str, Any], pl.D
 
 
 METRICS_SCHEMA = {
-    **{k: pl.String for k in GROUP_KEYS},
+    **GROUP_SCHEMA,
     "n_configs": pl.Int64, "n_problems": pl.Int64, "n_samples": pl.Int64, "ddof": pl.Int64,
     "acc_mean": pl.Float64, "std_acc": pl.Float64, "pass1_mean": pl.Float64, "pass1_std": pl.Float64,
     "mean_output_length": pl.Float64, "avg_std_output_length": pl.Float64,
@@ -268,7 +266,7 @@ METRICS_SCHEMA = {
 }
 
 DIVERGENCE_SCHEMA = {
-    **{k: pl.String for k in GROUP_KEYS}, "id": pl.String, "n_configs": pl.Int64, "identical": pl.Boolean,
+    **GROUP_SCHEMA, "id": pl.String, "n_configs": pl.Int64, "identical": pl.Boolean,
     "div_index": pl.Int64, "top1_positions": pl.Int64, "std_top1_prob": pl.Float64,
     "std_output_length": pl.Float64, "min_output_length": pl.Int64, "max_output_length": pl.Int64,
 }

@@ -17,8 +17,7 @@ import polars as pl
 
 from .. import io
 from .bootstrap import LEVEL, RESAMPLES, SEED, mean_ci
-
-LABELS = ["model", "compression", "task", "precision", "backend", "parallel", "batch_size", "hardware", "decoding"]
+from .labels import LABEL_SCHEMA, LABELS
 
 
 def summary_row(labels: dict[str, Any], scores: pl.DataFrame, gens: pl.DataFrame | None, *,
@@ -58,8 +57,7 @@ def summarize_run(ref: dict[str, Any], **ci: Any) -> dict[str, Any]:
 
 
 SUMMARY_SCHEMA = {
-    "model": pl.String, "compression": pl.String, "task": pl.String, "precision": pl.String, "backend": pl.String,
-    "parallel": pl.Int64, "batch_size": pl.Int64, "hardware": pl.String, "decoding": pl.String,
+    **LABEL_SCHEMA,
     "n_items": pl.Int64, "n_samples": pl.Int64, "accuracy": pl.Float64, "accuracy_ci_low": pl.Float64,
     "accuracy_ci_high": pl.Float64, "em": pl.Float64, "f1": pl.Float64,
     "mean_output_length": pl.Float64, "truncated_fraction": pl.Float64,

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 import polars as pl
 
-from .prepare import items_frame
+from .items import items_frame
 
 
 class BenchmarkUnavailable(RuntimeError):

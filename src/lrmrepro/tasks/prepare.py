@@ -8,26 +8,18 @@ from typing import Any
 import polars as pl
 
 from . import synthetic
-
-ITEM_SCHEMA = {
-    "id": pl.String, "task": pl.String, "question": pl.String, "gold": pl.String,
-    "aliases": pl.List(pl.String), "answer_format": pl.String, "metadata": pl.String,
-}
-
-
-def items_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=ITEM_SCHEMA)
+from .heldout import training_questions
+from .items import items_frame
+from .loaders import load_benchmark_with_source
 
 
 def synthetic_items(task: str, spec: dict[str, Any], train: dict[str, Any]) -> pl.DataFrame:
     """Held-out items of a synthetic task. Questions the embedded model saw in training (given ``train``, the
-    training config) are excluded, so evaluation never tests memorised items."""
-    from ..models.train_config import TrainConfig, training_questions
-
+    config's ``train`` section; empty: no trained model to hold out from) are excluded, so evaluation never tests
+    memorised items (:mod:`lrmrepro.tasks.heldout`)."""
     generator = spec.get("generator", task)
-    cfg = TrainConfig.from_dict({**train, "tasks": [generator]}) if train else None
-    seen = training_questions(cfg)[generator] if cfg else frozenset()
-    world_seed = (cfg.seed if cfg else spec.get("seed", 0))
+    seen = training_questions(train, [generator])[generator] if train else frozenset()
+    world_seed = train["seed"] if train else spec.get("seed", 0)
     world = synthetic.World(world_seed)
     examples = synthetic.make_split(generator, spec.get("n", 100), world_seed + spec.get("seed", 0), "eval",
                                     world=world, exclude_questions=seen)
@@ -50,8 +42,6 @@ def prepare_items_with_source(task: str, spec: dict[str, Any],
     if spec["source"] == "synthetic":
         df = synthetic_items(task, spec, train or {})
         return df, {"source": "synthetic", "generator": spec.get("generator", task), "items": df.height}
-    from .loaders import load_benchmark_with_source
-
     source = {k: spec[k] for k in ("path", "hub", "split", "config", "revision") if k in spec}
     df, info = load_benchmark_with_source(spec.get("benchmark", task), source, seed=spec.get("seed", 0),
                                           limit=spec.get("n"),

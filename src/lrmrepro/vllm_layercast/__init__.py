@@ -12,9 +12,9 @@ it is: ``LLM(model, dtype="float32", quantization="layercast")``:
   the layer, created in FP32) is rounded to BF16 after loading, and the forward pass is
   ``F.linear(x.float(), W_bf16.float(), b_bf16.float())``.
 
-This matches ``lrmrepro.precision.apply_layercast`` (the transformers implementation). Neither multiplies the
+This matches ``lrmrepro.layercast.apply_layercast`` (the transformers implementation). Neither multiplies the
 logits by 1.2 as the public reference code does. Only unquantized checkpoints are supported (a compressed
-checkpoint brings its own quantization method); ``lrmrepro.generate.vllm_backend.check_supported`` refuses the rest.
+checkpoint brings its own quantization method); ``lrmrepro.generate.vllm_support.check_supported`` refuses the rest.
 
 Registration: vLLM calls ``register()`` in every process it starts (engine core, workers) through the
 ``vllm.general_plugins`` entry point ``lrmrepro_layercast = "lrmrepro.vllm_layercast:register"`` declared in

