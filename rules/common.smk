@@ -13,7 +13,7 @@ from snakemake.exceptions import WorkflowError
 
 from lrmrepro import fingerprint
 from lrmrepro.config import ConfigError, load_study, scoring_policies
-from lrmrepro.environment import job_environment
+from lrmrepro.environment import job_environment, missing_environments
 from lrmrepro.precision import PRECISIONS
 from lrmrepro.provenance import hardware_label
 from lrmrepro.runs import BACKENDS, CHECKPOINT, Run, engines, expand_runs, importance_runs
@@ -246,6 +246,34 @@ def check_vllm_runs():
             raise WorkflowError(f"runs of engine {engine.slug} cannot be executed by vLLM: {err}") from None
 
 
+
+def needed_environments(jobs):
+    """The extra environments (lrmrepro.environment.EXTRA_ENVIRONMENTS) that ``jobs`` run in: vLLM engines, and
+    compressions whose recipe runs with GPTQModel."""
+    from lrmrepro.compress.recipes import load_recipe, recipe_backend
+
+    vllm_rules = {f"generate_{e.slug}": e.slug for e in ENGINES if e.backend.startswith("vllm")}
+    needed = {}
+    for job in jobs:
+        name = job.rule.name
+        if name in vllm_rules:
+            needed.setdefault("vllm", []).append(vllm_rules[name])
+        elif name == "compress":
+            compression = job.wildcards.compressed
+            recipe = load_recipe(config["compressions"][compression]["recipe"], Path(workflow.basedir) / "recipes")
+            if recipe_backend(recipe) == "gptqmodel":
+                needed.setdefault("gptqmodel", []).append(compression)
+    return needed
+
+
+def check_environments():
+    """Before the first job starts (onstart; dry runs skip it): every extra environment that a job about to run
+    needs exists, so a missing one stops the run at once instead of after the jobs before it (training: minutes)."""
+    missing = missing_environments(needed_environments(workflow.dag.needrun_jobs()))
+    if missing:
+        raise WorkflowError("\n".join(missing))
+
+
 # --- aggregation
 def all_run_refs():
     return [r.ref() for r in RUNS]
@@ -410,3 +438,7 @@ def final_targets():
 
 
 check_vllm_runs()
+
+
+onstart:
+    check_environments()

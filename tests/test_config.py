@@ -208,10 +208,10 @@ def test_scoring_policy_default_and_conflict_on_a_shared_run(cfg):
     c = validate_config(cfg)
     assert {e["scoring"] for e in c["experiments"].values()} == {"strict"}  # the default
     cfg["experiments"]["compression"]["scoring"] = "lenient"
-    # precision_grid and compression share the fp32 / p2 / bs16 / greedy runs of the uncompressed model
+    # precision_grid and compression share the bf16 / p1 / bs16 / greedy runs of the uncompressed model
     with pytest.raises(ConfigError, match=r"experiments\.compression\.scoring: 'lenient', but experiment "
                                           r"'precision_grid' sets 'strict' .*results/generations/default/none/arith/"
-                                          r"fp32/transformers-p2-bs16-auto/greedy"):
+                                          r"bf16/transformers-p1-bs16-auto/greedy"):
         validate_config(cfg)
     cfg["experiments"]["precision_grid"]["scoring"] = "lenient"
     cfg["experiments"]["sampling_grid"]["scoring"] = "lenient"

@@ -257,6 +257,34 @@ def test_config_errors_stop_the_workflow_before_any_job(finished_run, mutate, ex
     assert checkpoint.is_dir() and checkpoint.stat().st_mtime_ns == before
 
 
+
+def test_a_missing_extra_environment_stops_the_run_before_any_job(finished_run):
+    """A GPTAQ compression needs the GPTQModel environment: when it is missing, the run stops at its start with the
+    command that makes it, before any job (not after the jobs that precede the compression); a dry run plans on."""
+    workflow, run = finished_run
+
+    def with_gptaq(cfg):
+        cfg["compressions"]["gptaq_w4a16"] = {"recipe": "gptaq_w4a16"}
+        cfg["experiments"]["compression"]["compressions"].append("gptaq_w4a16")
+
+    study = _study(run, "gptaq.yaml", with_gptaq)
+    env_before = os.environ.get("LRMREPRO_GPTQMODEL_PYTHON")
+    os.environ["LRMREPRO_GPTQMODEL_PYTHON"] = str(run / "no-such-env/bin/python")
+    try:
+        planned = _snakemake(["-n", "--configfile", study], run, workflow)
+        proc = _snakemake(["--configfile", study], run, workflow, check=False)
+    finally:
+        if env_before is None:
+            os.environ.pop("LRMREPRO_GPTQMODEL_PYTHON")
+        else:
+            os.environ["LRMREPRO_GPTQMODEL_PYTHON"] = env_before
+    assert "compress" in planned.stdout
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "make env-gptqmodel" in said and "gptaq_w4a16" in said, said[-2000:]
+    assert not (run / "logs/compress/default/gptaq_w4a16.log").exists()
+    assert not (run / "results/models/default/gptaq_w4a16").exists()
+
+
 def test_duplicate_key_in_config_yaml_is_refused(tmp_path, finished_run):
     workflow, run = finished_run
     bad = tmp_path / "dup"

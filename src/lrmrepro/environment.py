@@ -7,6 +7,7 @@ that process (scripts, shell commands, the vLLM environment's python) inherits i
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 
@@ -29,3 +30,27 @@ def job_environment(basedir: str | Path) -> dict[str, str]:
            or str(Path(basedir) / ".venvs" / "gptqmodel" / "bin" / "python")}
     os.environ.update(env)
     return env
+
+
+#: the extra environments: what needs them, the variable naming their interpreter, and how to make the default one
+EXTRA_ENVIRONMENTS = {
+    "vllm": ("LRMREPRO_VLLM_PYTHON", "vLLM runs", "make env-vllm (scripts/setup-extra-env.sh vllm-cpu, or vllm-gpu "
+             "on a GPU machine)"),
+    "gptqmodel": ("LRMREPRO_GPTQMODEL_PYTHON", "GPTQModel recipes (gptaq_*, gptqmodel_*)",
+                  "make env-gptqmodel (scripts/setup-extra-env.sh gptqmodel)"),
+}
+
+
+def missing_environments(needed: dict[str, list[str]]) -> list[str]:
+    """One message per extra environment that jobs about to run need (``needed``: environment -> what needs it)
+    and whose interpreter does not exist (a path, or a command name looked up on PATH)."""
+    messages = []
+    for name, users in sorted(needed.items()):
+        var, what, how = EXTRA_ENVIRONMENTS[name]
+        python = os.environ.get(var, "")
+        if python and (Path(python).exists() if os.sep in python else shutil.which(python)):
+            continue
+        messages.append(f"{what} need the {name} environment ({', '.join(sorted(users))}), and its interpreter "
+                        f"{var}={python or '(unset)'} does not exist: create it with `{how}`, or set {var} to a "
+                        f"python that has it")
+    return messages

@@ -107,10 +107,12 @@ def _episode(ch: Chooser, name: str, *episodes: list[str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- arith
+_ARITH_QUESTIONS = ["Compute {}.", "What is {}?", "Evaluate {}.", "Find the value of {}."]
+
 def arith(rng: random.Random, chooser: Chooser | None = None) -> Example:
     """Multi-step integer arithmetic on one-digit operands, evaluated left to right, every intermediate value in
-    0..19: ``Compute 7 + 5 - 3 + 8.``"""
-    n_ops = rng.randint(2, 4)
+    0..19: ``Compute 7 + 5 - 3 + 8.`` (or ``What is ...?``, ``Evaluate ...``, ``Find the value of ...``)"""
+    n_ops = rng.randint(2, 3)
     value = rng.randint(1, 9)
     expr = str(value)
     steps = []
@@ -124,6 +126,9 @@ def arith(rng: random.Random, chooser: Chooser | None = None) -> Example:
         expr += f" {op} {k}"
         steps.append((value, op, k, new))
         value = new
+    # questions are worded in several ways, as in a real benchmark; drawn before the trace's choice points so that
+    # every alternative of a choice point keeps the question (prompt lengths also vary, see docs/default-model.md)
+    question = rng.choice(_ARITH_QUESTIONS).format(expr)
     ch = chooser or Chooser(rng)
     lines = _episode(ch, "knowledge", ["Recall that we compute from left to right."])
     lines += [f"We need {expr}.", f"Start with {steps[0][0]}."]
@@ -138,7 +143,7 @@ def arith(rng: random.Random, chooser: Chooser | None = None) -> Example:
     a, op, k, c = steps[-1]
     lines += _episode(ch, "check", [f"Let me check: {c} {'-' if op == '+' else '+'} {k} = {a}."])
     lines.append("So the " + ch.pick("final", [f"answer is {value}.", f"result is {value}."]))
-    return Example("arith", f"Compute {expr}.", "\n".join(lines), str(value), choices=tuple(ch.taken))
+    return Example("arith", question, "\n".join(lines), str(value), choices=tuple(ch.taken))
 
 
 # ------------------------------------------------------------------------------------------ timeline
@@ -236,7 +241,7 @@ def logic(rng: random.Random, chooser: Chooser | None = None, avoid_names: froze
     else:
         conclusion = f"{name} is {other}."
         tail = [f"The premises say nothing about whether {name} is {other}.",
-                f"The premises tell nothing about whether {name} is {other}."]
+                f"Nothing in the premises says whether {name} is {other}."]
     question = "Premises: " + " ".join(premises) + f" Conclusion: {conclusion} Is the conclusion True, False, or Uncertain?"
     ch = chooser or Chooser(rng)
     lines = _episode(ch, "knowledge", [f"Recall that a rule about all {k1}s holds for every {k1}."])
