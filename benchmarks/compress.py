@@ -2,8 +2,10 @@
 
 Usage: python benchmarks/compress.py [MODEL_DIR] [--methods gptq_w4a16 ...] [--samples 8] [--seq-len 64]
 Without MODEL_DIR a tiny random Qwen2 (hidden 128, 2 layers) is built in a temporary folder. Each method runs in a
-fresh Python process (so the peak RSS is that method's alone, model load and llm-compressor import included);
-`seconds` is load + oneshot (saving and checks excluded), `wall` the whole child process.
+fresh Python process (so the peak RSS is that method's alone, model load and llm-compressor import included; for the
+GPTQModel methods, the larger of that process and the GPTQModel environment's process it starts); `seconds` is the
+method's own time (llm-compressor: load + oneshot; ANY4/ANY3 and GPTQModel: quantization, saving and checks),
+`wall` the whole child process. GPTQModel methods need `make env-gptqmodel` (or LRMREPRO_GPTQMODEL_PYTHON).
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+from lrmrepro.environment import job_environment  # noqa: E402
+
+job_environment(ROOT)  # PYTHONPATH and the GPTQModel environment's interpreter, as the workflow's jobs get them
 
 METHODS = {  # name: (recipe, sparsity)
     "gptq_w4a16": ("gptq_w4a16", None), "gptq_w3a16": ("gptq_w3a16", None), "awq_w4a16": ("awq_w4a16", None),
     "awq_w3a16": ("awq_w3a16", None), "rtn_w8a16": ("rtn_w8a16", None), "w8a8_int8": ("w8a8_int8", None),
     "fp8_dynamic": ("fp8_dynamic", None), "sparsegpt_50": ("sparsegpt_unstructured", 0.5),
-    "sparsegpt_2of4": ("sparsegpt_2of4", None),
+    "sparsegpt_2of4": ("sparsegpt_2of4", None), "dynamic_w3_mixed": ("dynamic_w3_mixed", None),
+    # ANY4/ANY3 (lrmrepro.compress.anyq); GPTAQ and GPTQ with GPTQModel in its own environment (make env-gptqmodel)
+    "any4": ("any4", None), "any3": ("any3", None), "gptaq_w4a16": ("gptaq_w4a16", None),
+    "gptaq_w3a16": ("gptaq_w3a16", None), "gptqmodel_w4a16": ("gptqmodel_w4a16", None),
+    "gptqmodel_w3a16": ("gptqmodel_w3a16", None),
 }
 
 CHILD = """

@@ -121,3 +121,26 @@ def test_table_and_figure_from_the_stats_artifacts(group, tmp_path):
     table = write_diagnostics(empty_points, exposure, tmp_path / "e.md", tmp_path / "e.csv")
     assert table["diverging"].to_list() == [0]
     margin_figure(empty_points, [tmp_path / "e.png"])
+
+
+def test_sigma_is_the_noise_where_it_acts(tmp_path):
+    """Noise at one position in ten (std 0.01 there, bit-identical elsewhere): sigma is 0.01, not the 0.001 of an
+    average over all positions, and the share of noisy positions is reported; a flip at margin 0.02 is a near-tie."""
+    refs = []
+    for c, off in enumerate([-0.01, 0.0, 0.01]):
+        noise = [0.0] * 10
+        noise[4] = off
+        tokens = list(range(1, 11)) if c != 2 else list(range(1, 8)) + [20]
+        margins = [1.0] * 7 + [0.02] + [1.0] * 2
+        rows = [_row("p0", tokens, margins, noise[:len(tokens)])]
+        path = tmp_path / f"c{c}.parquet"
+        pl.DataFrame(rows, schema=pl.Schema(GENERATION_SCHEMA)).write_parquet(path)
+        refs.append({"model": "m", "compression": "none", "task": "t", "precision": "bf16", "decoding": "greedy",
+                     "backend": "transformers", "parallel": 1, "batch_size": [1, 4, 8][c], "hardware": "cpu-x",
+                     "generations": str(path)})
+    points, exposure = divergence_points(refs)
+    ref = points.filter(pl.col("reference"))
+    assert ref["div_index"].to_list() == [7]
+    assert ref["noise_sigma"][0] == pytest.approx(0.01, rel=1e-3)
+    assert exposure["noise_active_share"][0] == pytest.approx(1 / 7)  # position 4 of the 7 common positions
+    assert ref["flip"].to_list() == ["near_tie"]

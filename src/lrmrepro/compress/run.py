@@ -25,8 +25,9 @@ EXTRA_FILES = ("train_corpus.jsonl", "chat_template.jinja", "generation_config.j
 
 
 def peak_rss_bytes() -> int:
-    """High-water mark of this process's resident memory (Linux ``ru_maxrss`` is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """High-water mark of the resident memory of this process or of the largest child process it has waited for
+    (the GPTQModel environment quantizes in a child), whichever is higher (Linux ``ru_maxrss`` is in KiB)."""
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) * 1024
 
 
 def compress_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, recipe: str,

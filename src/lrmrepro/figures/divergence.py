@@ -1,7 +1,8 @@
 """Why outputs diverge (docs/metrics.md, "Divergence diagnostics"): the table per precision and the figure of the
 margin at the divergence point, from ``divergence_points.parquet`` and ``divergence_exposure.parquet`` only.
 
-- Table: per (model, compression, task, precision): diverging problems, near-tie and confident flips, quantiles of
+- Table: per (model, compression, task, precision): diverging problems, near-tie and confident flips, the share of
+  common positions where the configurations differ at all, quantiles of
   the reference configuration's margin at the divergence point, the near-tie threshold, the share of diverging
   problems whose chosen tokens are all in every configuration's top-5, and the exposure (mean over
   configurations of the share of generated positions whose margin was below the threshold, and of the share of
@@ -40,6 +41,7 @@ def diagnostics_table(points: pl.DataFrame, exposure: pl.DataFrame) -> pl.DataFr
     flips = flip_summary(points).drop("decoding")
     exp = exposure.group_by(GROUP_KEYS).agg(
         pl.col("threshold").first().alias("near_tie_threshold"),
+        (100 * pl.col("noise_active_share").first()).alias("noisy_positions_pct"),
         (100 * pl.col("near_tie_rate").mean()).alias("near_tie_positions_pct"),
         (100 * (pl.col("problems_with_near_tie") / pl.col("problems")).mean()).alias("problems_with_near_tie_pct"),
         pl.col("problems").first(),
@@ -47,7 +49,7 @@ def diagnostics_table(points: pl.DataFrame, exposure: pl.DataFrame) -> pl.DataFr
     table = exp.join(flips.drop("threshold"), on=KEYS, how="left").with_columns(
         pl.col(c).fill_null(0).cast(pl.Int64) for c in ("diverging", "near_tie_flips", "confident_flips"))
     cols = ["model", "compression", "task", "precision", "problems", "diverging", "near_tie_flips", "confident_flips",
-            "near_tie_threshold", "margin_q10", "margin_median", "margin_q90", "share_in_all_top5",
+            "noisy_positions_pct", "near_tie_threshold", "margin_q10", "margin_median", "margin_q90", "share_in_all_top5",
             "near_tie_positions_pct", "problems_with_near_tie_pct"]
     return table.select(cols).sort(["model", "compression", "task", _precision_rank()])
 
@@ -56,7 +58,9 @@ def write_diagnostics(points: pl.DataFrame, exposure: pl.DataFrame, markdown: st
     table = diagnostics_table(points, exposure)
     header = ("Divergence diagnostics: per group, diverging problems by flip class (near-tie: the reference "
               "configuration's margin at the divergence point below the near-tie threshold = near_tie_sigmas x the "
-              "group's noise), margin quantiles (nats), and the exposure to near-ties of the configurations.\n\n")
+              "group's noise where it acts), the share of common positions where the configurations' top-1 "
+              "log-probabilities differ at all (noisy_positions_pct), margin quantiles (nats), and the exposure to "
+              "near-ties of the configurations.\n\n")
     io.write_text(header + to_markdown(table, digits=3), markdown)
     with io.atomic_path(csv, ".csv") as tmp:
         table.write_csv(tmp)

@@ -6,9 +6,13 @@ configuration saw the same context, so what differs is only the arithmetic. For 
 records the token it chose, its top-1 and top-2 log-probabilities and their **margin** (top-1 − top-2, in nats), and
 whether its token is among every other configuration's top-5 there.
 
-**Near-tie or confident flip.** The group's numerical noise σ is the mean over problems (and positions before D, or
-all positions of identical problems) of the std across configurations of the top-1 log-probability: the logprob
-analogue of Avg_Std@top1_prob. A divergence is a *near-tie flip* when the margin of the reference configuration
+**Near-tie or confident flip.** The group's numerical noise σ is the size of the noise where it acts: the mean, over
+the common positions (before D, or all positions of identical problems) at which the configurations' top-1
+log-probabilities are not all equal, of their std across configurations. Positions where every configuration
+computed the same value bit for bit are left out of the mean (they are counted in ``noise_active_share``): on a CPU
+most positions are bit-identical across batch sizes and the rest differ by a whole bf16 step, so a mean over all
+positions (Avg_Std@top1_prob's average) would put σ two orders of magnitude below the steps that actually flip
+tokens. A divergence is a *near-tie flip* when the margin of the reference configuration
 (the first configuration in (backend, parallel, batch_size, hardware) order) at D is below the threshold
 ``near_tie_sigmas × σ`` (default 3: two configurations' margins differ by about 2σ, so margins below ~3σ are
 within reach of the noise), and a *confident flip* otherwise. A group whose configurations agree bit for bit has
@@ -40,7 +44,8 @@ POINTS_SCHEMA = {
     "flip": pl.String,
 }
 EXPOSURE_SCHEMA = {
-    **GROUP_SCHEMA, **CONFIG_SCHEMA, "noise_sigma": pl.Float64, "threshold": pl.Float64, "positions": pl.Int64,
+    **GROUP_SCHEMA, **CONFIG_SCHEMA, "noise_sigma": pl.Float64, "threshold": pl.Float64,
+    "noise_active_share": pl.Float64, "positions": pl.Int64,
     "near_tie_positions": pl.Int64, "near_tie_rate": pl.Float64, "problems": pl.Int64,
     "problems_with_near_tie": pl.Int64, "diverging_problems": pl.Int64, "near_tie_flips": pl.Int64,
     "confident_flips": pl.Int64,
@@ -106,15 +111,15 @@ def _group(refs: list[Mapping[str, Any]], near_tie_sigmas: float, ddof: int) -> 
     # mean over problems (as Avg_Std@top1_prob, in logprob units)
     pos = np.arange(width)[None, :]
     common = pos < limit[:, None]
+    sigma, active_share = 0.0, 0.0
     if n_conf - ddof > 0 and n_conf > 1:
         with warnings.catch_warnings():  # all-NaN columns past every sequence's end
             warnings.simplefilter("ignore", RuntimeWarning)
-            sd = np.nanstd(top1.astype(np.float64), axis=0, ddof=ddof)
-        n_pos = common.sum(axis=1)
-        per_problem = np.where(common, np.nan_to_num(sd), 0.0).sum(axis=1) / np.maximum(n_pos, 1)
-        sigma = float(per_problem[n_pos > 0].mean()) if (n_pos > 0).any() else 0.0
-    else:
-        sigma = 0.0
+            sd = np.nan_to_num(np.nanstd(top1.astype(np.float64), axis=0, ddof=ddof))
+        active = common & (sd > 0)
+        if active.any():
+            sigma = float(sd[active].mean())
+        active_share = float(active.sum() / max(common.sum(), 1))
     threshold = near_tie_sigmas * sigma
     margins = top1 - top2  # (C, P, W)
     generated = pos[None, :, :] < lengths[:, :, None]
@@ -148,6 +153,7 @@ def _group(refs: list[Mapping[str, Any]], near_tie_sigmas: float, ddof: int) -> 
                 })
     exposure = [{
         **labels, **{k: r[k] for k in CONFIG_KEYS}, "noise_sigma": sigma, "threshold": threshold,
+        "noise_active_share": active_share,
         "positions": int(generated[c].sum()), "near_tie_positions": int(near[c].sum()),
         "near_tie_rate": float(near[c].sum() / max(generated[c].sum(), 1)),
         "problems": n_prob, "problems_with_near_tie": int(near[c].any(axis=1).sum()),
