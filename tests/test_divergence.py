@@ -14,23 +14,23 @@ VOCAB = 50
 
 def _row(pid, tokens, margins, noise, alts=None):
     """A generations row: at position i the chosen token gets logprob -0.5 + noise[i], the runner-up
-    -0.5 + noise[i] - margins[i]; the other top-5 entries are far below."""
+    -0.5 - margins[i] (so the margin is margins[i] + noise[i]); the other top-5 entries are far below."""
     topk_ids, topk_lps = [], []
     for i, t in enumerate(tokens):
         second = (alts or {}).get(i, (t + 1) % VOCAB)
         rest = [x for x in range(VOCAB) if x not in (t, second)][:3]
         top1 = -0.5 + noise[i]
         topk_ids.append([t, second, *rest])
-        topk_lps.append([top1, top1 - margins[i], -8.0, -9.0, -10.0])
+        topk_lps.append([top1, -0.5 - margins[i], -8.0, -9.0, -10.0])
     return {"id": pid, "sample_idx": 0, "chunk_idx": 0, "prompt": "p", "text": "t", "token_ids": tokens,
             "output_length": len(tokens), "finish_reason": "stop", "topk_ids": topk_ids, "topk_logprobs": topk_lps}
 
 
 @pytest.fixture
 def group(tmp_path):
-    """3 configurations x 3 problems. Top-1 logprobs carry per-configuration noise of known size (+/-0.01 around
-    the mean), so the group's noise sigma (std over configurations, ddof 1) is 0.01 at every common position.
-    - p0: identical everywhere, margin 1.0 (no divergence).
+    """3 configurations x 3 problems. Margins carry per-configuration noise of known size (+/-0.01 around the
+    mean), so the group's noise sigma (std over configurations, ddof 1) is 0.01 at every common position.
+    - p0: identical everywhere, margin about 1.0 (no divergence).
     - p1: configuration 2 takes the runner-up at position 3, where the reference margin is 0.004: a near-tie flip.
     - p2: configuration 1 takes another token at position 1, where the reference margin is 2.0: a confident flip;
       its token (7) is not among the reference's top-5 (8 is among its own)."""
@@ -40,9 +40,9 @@ def group(tmp_path):
         noise = [offsets[c]] * 6
         p0 = _row("p0", [1, 2, 3, 4, 5, 6], [1.0] * 6, noise)
         t1 = [1, 2, 3, 4, 5, 6] if c != 2 else [1, 2, 3, 9, 5]
-        p1 = _row("p1", t1, [1.0, 1.0, 1.0, 0.004, 1.0, 1.0], noise, alts={3: 9} if c != 2 else {3: 4})
+        p1 = _row("p1", t1, [1.0, 1.0, 1.0, 0.014, 1.0, 1.0], noise, alts={3: 9} if c != 2 else {3: 4})
         t2 = [3, 8, 8, 8] if c != 1 else [3, 7, 7]
-        p2 = _row("p2", t2, [1.0, 2.0, 1.0, 1.0], noise)
+        p2 = _row("p2", t2, [1.0, 2.01, 1.0, 1.0], noise)
         path = tmp_path / f"c{c}.parquet"
         pl.DataFrame([p0, p1, p2], schema=pl.Schema(GENERATION_SCHEMA)).write_parquet(path)
         refs.append({"model": "m", "compression": "none", "task": "t", "precision": "bf16", "decoding": "greedy",
@@ -73,7 +73,7 @@ def test_points_classify_near_tie_and_confident_flips(group):
 def test_exposure_counts_positions_below_the_threshold(group):
     _, exposure = divergence_points(group)
     assert exposure.height == 3
-    # only p1 position 3 has a margin (0.004) below 0.03; configuration 2 left it at once with margin 0.004 too
+    # only p1 position 3 has margins (0.004, 0.014, 0.024) below 0.03 in every configuration
     assert exposure["near_tie_positions"].to_list() == [1, 1, 1]
     assert exposure["problems_with_near_tie"].to_list() == [1, 1, 1]
     assert exposure["positions"].to_list() == [6 + 6 + 4, 6 + 6 + 3, 6 + 5 + 4]
@@ -124,8 +124,9 @@ def test_table_and_figure_from_the_stats_artifacts(group, tmp_path):
 
 
 def test_sigma_is_the_noise_where_it_acts(tmp_path):
-    """Noise at one position in ten (std 0.01 there, bit-identical elsewhere): sigma is 0.01, not the 0.001 of an
-    average over all positions, and the share of noisy positions is reported; a flip at margin 0.02 is a near-tie."""
+    """Noise at one of seven common positions (margin std 0.01 there, bit-identical elsewhere): sigma is 0.01, not
+    the 0.0014 of an average over all positions, the share of noisy positions is reported, and a flip at margin
+    0.02 is a near-tie."""
     refs = []
     for c, off in enumerate([-0.01, 0.0, 0.01]):
         noise = [0.0] * 10

@@ -7,16 +7,16 @@ records the token it chose, its top-1 and top-2 log-probabilities and their **ma
 whether its token is among every other configuration's top-5 there.
 
 **Near-tie or confident flip.** The group's numerical noise σ is the size of the noise where it acts: the mean, over
-the common positions (before D, or all positions of identical problems) at which the configurations' top-1
-log-probabilities are not all equal, of their std across configurations. Positions where every configuration
-computed the same value bit for bit are left out of the mean (they are counted in ``noise_active_share``): on a CPU
-most positions are bit-identical across batch sizes and the rest differ by a whole bf16 step, so a mean over all
-positions (Avg_Std@top1_prob's average) would put σ two orders of magnitude below the steps that actually flip
-tokens. A divergence is a *near-tie flip* when the margin of the reference configuration
-(the first configuration in (backend, parallel, batch_size, hardware) order) at D is below the threshold
-``near_tie_sigmas × σ`` (default 3: two configurations' margins differ by about 2σ, so margins below ~3σ are
-within reach of the noise), and a *confident flip* otherwise. A group whose configurations agree bit for bit has
-σ = 0 and no near-ties.
+the common positions (before D, or all positions of identical problems) at which the configurations' margins are not
+all equal, of the std of the margin across configurations. The margin, not the top-1 log-probability, because a
+flip is the margin changing sign: where the model is confident its top-1 log-probability is near 0 and hardly
+moves while its logits, and so the margin, move by a whole rounding step. Positions where every configuration
+computed the same margin bit for bit are left out of the mean and counted in ``noise_active_share``: on a CPU most
+positions are bit-identical across batch sizes and the rest differ by a whole bf16 step, so a mean over all
+positions would put σ far below the steps that actually flip tokens. A divergence is a *near-tie flip* when the
+margin of the reference configuration (the first configuration in (backend, parallel, batch_size, hardware) order)
+at D is below the threshold ``near_tie_sigmas × σ`` (default 3: margins below ~3σ are within reach of the noise),
+and a *confident flip* otherwise. A group whose configurations agree bit for bit has σ = 0 and no near-ties.
 
 **Exposure.** Per run (configuration), how often greedy decoding passed a position whose margin was below the
 threshold: the share of its generated positions, and the share of problems with at least one such position. This
@@ -111,17 +111,17 @@ def _group(refs: list[Mapping[str, Any]], near_tie_sigmas: float, ddof: int) -> 
     # mean over problems (as Avg_Std@top1_prob, in logprob units)
     pos = np.arange(width)[None, :]
     common = pos < limit[:, None]
+    margins = top1 - top2  # (C, P, W)
     sigma, active_share = 0.0, 0.0
     if n_conf - ddof > 0 and n_conf > 1:
         with warnings.catch_warnings():  # all-NaN columns past every sequence's end
             warnings.simplefilter("ignore", RuntimeWarning)
-            sd = np.nan_to_num(np.nanstd(top1.astype(np.float64), axis=0, ddof=ddof))
+            sd = np.nan_to_num(np.nanstd(margins.astype(np.float64), axis=0, ddof=ddof))
         active = common & (sd > 0)
         if active.any():
             sigma = float(sd[active].mean())
         active_share = float(active.sum() / max(common.sum(), 1))
     threshold = near_tie_sigmas * sigma
-    margins = top1 - top2  # (C, P, W)
     generated = pos[None, :, :] < lengths[:, :, None]
     near = generated & (margins < threshold)
 
