@@ -3,7 +3,9 @@
 import polars as pl
 import pytest
 
-from lrmrepro.figures.nondeterminism import figure4, figure5, metric_table, write_table
+import numpy as np
+
+from lrmrepro.figures.nondeterminism import figure4, figure5, metric_table, value_axis_scale, write_table
 from lrmrepro.stats.nondeterminism import DIVERGENCE_SCHEMA, METRICS_SCHEMA
 
 
@@ -62,3 +64,10 @@ def test_figures(tmp_path):
     assert (tmp_path / "f5.pdf").read_bytes()[:4] == b"%PDF"
     with pytest.raises(ValueError, match="empty"):
         figure5(pl.DataFrame(schema=DIVERGENCE_SCHEMA), [tmp_path / "x.png"])
+
+
+def test_figure4_uses_a_log_axis_when_precisions_differ_by_orders_of_magnitude():
+    # the default run: bf16 ~6e-5, fp32 and LayerCast ~4e-8 (a linear axis shows them as empty)
+    assert value_axis_scale(np.array([6e-5, 1e-5, 4e-8, 3e-8, 0.0])) == "log"
+    assert value_axis_scale(np.array([0.002, 0.004, 0.006, 0.0])) == "linear"
+    assert value_axis_scale(np.array([0.0, 0.0])) == "linear"

@@ -103,6 +103,13 @@ def write_table(metrics: pl.DataFrame, name: str, csv: str | Path, md: str | Pat
     return wide
 
 
+def value_axis_scale(values: np.ndarray, decades: float = 2.0) -> str:
+    """"log" when the positive values span more than `decades` orders of magnitude, else "linear". BF16 and FP32
+    top-1 probability stds differ by three to four orders: a linear axis draws FP32 and LayerCast as nothing."""
+    positive = values[values > 0]
+    return "log" if positive.size and positive.max() / positive.min() > 10**decades else "linear"
+
+
 def figure4(metrics: pl.DataFrame, outputs: Sequence[str | Path]) -> None:
     """Avg_Std@top1_prob by precision, one bar per task, one panel per model (/ compression); greedy groups."""
     df = _row_label(metrics.filter(pl.col("n_samples") == 1))
@@ -115,6 +122,7 @@ def figure4(metrics: pl.DataFrame, outputs: Sequence[str | Path]) -> None:
                              squeeze=False, sharey=True)
     width = 0.8 / max(1, len(tasks))
     x = np.arange(len(precs))
+    log_scale = value_axis_scale(df.get_column("avg_std_top1_prob").drop_nulls().to_numpy()) == "log"
     for ax, model in zip(axes[0], models):
         sub = df.filter(pl.col("row") == model)
         val = {(r["task"], r["precision"]): r["avg_std_top1_prob"] for r in sub.iter_rows(named=True)}
@@ -125,7 +133,9 @@ def figure4(metrics: pl.DataFrame, outputs: Sequence[str | Path]) -> None:
         ax.set_xticks(x, precs)
         ax.set_title(model, fontsize=9)
         ax.set_xlabel("precision")
-    axes[0][0].set_ylabel("Avg_Std@top1_prob")
+        if log_scale:
+            ax.set_yscale("log")
+    axes[0][0].set_ylabel("Avg_Std@top1_prob" + (" (log scale; 0 not drawn)" if log_scale else ""))
     axes[0][-1].legend(fontsize=7, title="task", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle("Std of top-1 token probability across runtime configurations (before Div_Index)", fontsize=10)
     save_figure(fig, outputs)
