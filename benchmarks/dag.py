@@ -9,7 +9,6 @@ params): the floor that Snakemake itself sets for a DAG of this size on this mac
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess

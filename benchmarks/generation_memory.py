@@ -4,7 +4,8 @@ generate's full-vocabulary logits (``output_logits=True``, the backend before it
 A random-init Qwen2 with a 151,936-token vocabulary (Qwen2's), hidden size 128, 2 layers; batch 8, 2,048 new tokens
 (forced: no EOS), greedy, fp32. Each variant runs in its own process; peak RSS is the process's ``ru_maxrss``.
 Goal: the backend's peak RSS < 1.5 GB. The full-logits variant needs about 8 × 2,048 × 151,936 × 4 bytes = 10 GB
-for the logits alone; ``--skip-full`` leaves it out on machines with less memory.
+for the logits alone and more than twice that at its peak (stacking and ``log_softmax`` copy them: killed by the
+kernel at 24 GB on a 24 GiB machine); ``--skip-full`` leaves it out on machines with less than about 32 GB.
 
     .venv/bin/python benchmarks/generation_memory.py [--new-tokens 2048] [--batch 8] [--skip-full]
 """
@@ -45,7 +46,7 @@ if {full}:
         out = model.generate(input_ids=ids, attention_mask=mask, output_logits=True, **kw)
     lp, top = torch.log_softmax(torch.stack(out.logits, dim=1).float(), -1).topk(TOP_K, -1)
 else:
-    rec = tb._TopKRecorder(model)
+    rec = tb._TopKRecorder(model, max_steps={new})
     with torch.inference_mode():
         out = model.generate(input_ids=ids, attention_mask=mask, **kw)
     rec.remove()

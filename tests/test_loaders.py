@@ -11,7 +11,7 @@ import pytest
 
 from lrmrepro.scoring import score_text
 from lrmrepro.tasks.items import ITEM_SCHEMA
-from lrmrepro.tasks.loaders import BENCHMARKS, BenchmarkUnavailable, decode_lcb_tests, load_benchmark
+from lrmrepro.tasks.loaders import BENCHMARKS, decode_lcb_tests, load_benchmark
 
 FX = Path(__file__).parent / "fixtures" / "benchmarks"
 

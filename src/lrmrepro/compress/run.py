@@ -78,16 +78,8 @@ def compress_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, 
     with io.atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, save_compressed=True)
         tokenizer.save_pretrained(tmp)
-        for name in EXTRA_FILES:
-            if (model_dir / name).exists() and not (tmp / name).exists():
-                shutil.copy2(model_dir / name, tmp / name)
-        (tmp / "recipe.yaml").write_text(recipe_text)
-        protection = verify_protected(model_dir, tmp, ignore) if ignore else None
-        stats = weight_stats(model_dir, tmp)
-        disk = size_on_disk(tmp)
-        if protection and not protection["all_identical"]:
-            msg = (f"protected modules changed by {recipe}: "
-                   f"{sorted({d['module'] for d in protection['differ']})}")
+        protection, stats, disk, msg = _finish_checkpoint(model_dir, tmp, recipe, recipe_text, ignore)
+        if msg:
             if not info.smoothing:
                 raise RuntimeError(msg + " (unexpected for a recipe without smoothing: the checkpoint is not saved)")
             # smoothing (AWQ / SmoothQuant) rescales weights of smoothed layers even when they are in `ignore`:
@@ -111,6 +103,22 @@ def compress_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, 
         "protection": protection,
         "cpu_pin_memory_workaround": pin_workaround,
     }
+
+
+def _finish_checkpoint(model_dir: Path, tmp: Path, recipe: str, recipe_text: str,
+                       ignore: list[str]) -> tuple[dict[str, Any] | None, dict[str, Any], int, str | None]:
+    """Complete a compressed checkpoint being written in ``tmp``: the base model's extra files, the rendered recipe;
+    then check it: (protection check or None, weight statistics, size on disk, a message naming the protected
+    modules the method changed, or None)."""
+    for name in EXTRA_FILES:
+        if (model_dir / name).exists() and not (tmp / name).exists():
+            shutil.copy2(model_dir / name, tmp / name)
+    (tmp / "recipe.yaml").write_text(recipe_text)
+    protection = verify_protected(model_dir, tmp, ignore) if ignore else None
+    msg = None
+    if protection and not protection["all_identical"]:
+        msg = f"protected modules changed by {recipe}: {sorted({d['module'] for d in protection['differ']})}"
+    return protection, weight_stats(model_dir, tmp), size_on_disk(tmp), msg
 
 
 def _own_backend(backend: str, model_dir: Path, out_dir: Path, recipe: str, recipe_dict: dict[str, Any],
@@ -140,16 +148,9 @@ def _own_backend(backend: str, model_dir: Path, out_dir: Path, recipe: str, reci
             facts = gptqmodel_model(model_dir, tmp, settings=settings, texts=chosen,
                                     max_seq_len=calibration["max_seq_len"], seed=seed)
             own_bits = facts.pop("gptqmodel_effective_bits")
-        for name in EXTRA_FILES:
-            if (model_dir / name).exists() and not (tmp / name).exists():
-                shutil.copy2(model_dir / name, tmp / name)
-        (tmp / "recipe.yaml").write_text(recipe_text)
-        protection = verify_protected(model_dir, tmp, ignore) if ignore else None
-        stats = weight_stats(model_dir, tmp)
-        disk = size_on_disk(tmp)
-        if protection and not protection["all_identical"]:
-            raise RuntimeError(f"protected modules changed by {recipe}: "
-                               f"{sorted({d['module'] for d in protection['differ']})} (the checkpoint is not saved)")
+        protection, stats, disk, msg = _finish_checkpoint(model_dir, tmp, recipe, recipe_text, ignore)
+        if msg:
+            raise RuntimeError(msg + " (the checkpoint is not saved)")
     stored_bits = stats.pop("effective_bits")
     return {
         "recipe": recipe, "recipe_text": recipe_text, "recipe_info": asdict(info), "backend": backend,

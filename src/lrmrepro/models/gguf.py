@@ -79,6 +79,9 @@ def convert_gguf_to_hf(gguf: str, out_dir: str | Path, dtype: str = "float32") -
     path = resolve_gguf(gguf)
     info = gguf_info(path)
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    # transformers' GGUF tokenizer defaults to the WordPiece-era space clean-up (strip spaces before punctuation),
+    # which corrupts BPE text where a backend applies it; the Hub checkpoints of these models set it off
+    tok.clean_up_tokenization_spaces = False
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                  dtype=getattr(torch, dtype))
     # the weights are already dequantised: drop the quantizer so save_pretrained writes plain tensors
