@@ -30,6 +30,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .labels import CONFIG_KEYS, CONFIG_SCHEMA, GROUP_KEYS, GROUP_SCHEMA, LABELS
 from .nondeterminism import DEFAULT_DDOF, _padded
@@ -52,24 +54,52 @@ EXPOSURE_SCHEMA = {
 }
 
 
-def _load(ref: Mapping[str, Any]) -> pl.DataFrame:
-    gens = pl.read_parquet(ref["generations"], columns=["id", "sample_idx", "token_ids", "topk_logprobs"])
-    return gens.select(
-        "id", "sample_idx", "token_ids",
-        pl.col("topk_logprobs").list.eval(pl.element().list.get(0, null_on_oob=True)).alias("top1"),
-        pl.col("topk_logprobs").list.eval(pl.element().list.get(1, null_on_oob=True)).alias("top2"),
-    ).sort(["id", "sample_idx"])
+def _keys_and_tokens(ref: Mapping[str, Any]) -> tuple[pl.DataFrame, pl.Series]:
+    """A run's (id, sample_idx) rows in sorted order, the permutation that sorts its file, and its token ids."""
+    gens = pl.read_parquet(ref["generations"], columns=["id", "sample_idx", "token_ids"]).with_row_index("row")
+    gens = gens.sort(["id", "sample_idx"])
+    return gens.select("id", "sample_idx", "row"), gens.get_column("token_ids")
 
 
-def _topk_at(ref: Mapping[str, Any], positions: pl.DataFrame) -> pl.DataFrame:
-    """Top-k ids and logprobs of one run at the given (id -> pos) positions (null where the sequence ended)."""
-    gens = pl.read_parquet(ref["generations"], columns=["id", "topk_ids", "topk_logprobs"])
-    gens = gens.join(positions, on="id", how="inner")
-    return gens.select(
-        "id",
-        pl.col("topk_ids").list.get(pl.col("pos"), null_on_oob=True).alias("ids_at"),
-        pl.col("topk_logprobs").list.get(pl.col("pos"), null_on_oob=True).alias("lps_at"),
-    )
+def _flat(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _topk_columns(ref: Mapping[str, Any], order: np.ndarray, width: int, positions: np.ndarray,
+                  ) -> tuple[np.ndarray, np.ndarray, list[list[int] | None]]:
+    """One run's top-1 and top-2 log-probabilities as dense [problems, width] arrays (NaN past a sequence's end or
+    where fewer candidates were stored), rows in ``order`` (file rows of the sorted problems), and its top-k ids at
+    ``positions`` (one per problem, -1: not needed; None where the sequence ended). One read of the file, numpy on
+    arrow's flat buffers: no per-token Python objects."""
+    table = pq.read_table(ref["generations"], columns=["topk_ids", "topk_logprobs"])
+    lps, ids = _flat(table.column("topk_logprobs")), _flat(table.column("topk_ids"))
+    n = len(order)
+    outer = lps.offsets.to_numpy()  # per row (file order): its positions in the flat list of positions
+    inner = lps.values.offsets.to_numpy()  # per position: its candidates in the flat list of values
+    values = lps.values.values.to_numpy(zero_copy_only=False)
+    lengths = np.diff(outer)
+    if lengths.size and lengths.max() > width:
+        raise ValueError(f"{ref['generations']}: more top-k positions than generated tokens")
+    k, first, last = np.diff(inner), inner[:-1], max(values.size - 1, 0)
+    flat = np.arange(first.size, dtype=np.int64) + np.repeat(np.arange(n, dtype=np.int64) * width
+                                                              - (outer[:-1] - outer[0]), lengths)
+    top1 = np.full((n, width), np.nan, dtype=np.float32)
+    top2 = np.full((n, width), np.nan, dtype=np.float32)
+    if first.size and values.size:
+        top1.reshape(-1)[flat] = np.where(k >= 1, values[np.minimum(first, last)], np.nan)
+        top2.reshape(-1)[flat] = np.where(k >= 2, values[np.minimum(first + 1, last)], np.nan)
+    top1, top2 = top1[order], top2[order]  # file rows -> sorted problems
+    id_outer, id_inner = ids.offsets.to_numpy(), ids.values.offsets.to_numpy()
+    id_values = ids.values.values.to_numpy(zero_copy_only=False)
+    at_div: list[list[int] | None] = []
+    for p, d in enumerate(positions):
+        row = order[p]
+        if d < 0 or d >= id_outer[row + 1] - id_outer[row]:
+            at_div.append(None)
+            continue
+        i = id_outer[row] + d
+        at_div.append(id_values[id_inner[i]:id_inner[i + 1]].tolist())
+    return top1, top2, at_div
 
 
 def _group_refs(refs: Iterable[Mapping[str, Any]]) -> dict[tuple, list[Mapping[str, Any]]]:
@@ -80,35 +110,37 @@ def _group_refs(refs: Iterable[Mapping[str, Any]]) -> dict[tuple, list[Mapping[s
 
 
 def _group(refs: list[Mapping[str, Any]], near_tie_sigmas: float, ddof: int) -> tuple[list[dict], list[dict]]:
-    frames = [_load(r) for r in refs]
-    keys = frames[0].select("id", "sample_idx")
-    for r, f in zip(refs, frames):
-        if not f.select("id", "sample_idx").equals(keys):
+    loaded = [_keys_and_tokens(r) for r in refs]
+    keys = loaded[0][0].select("id", "sample_idx")
+    for r, (k, _) in zip(refs, loaded):
+        if not k.select("id", "sample_idx").equals(keys):
             raise ValueError(f"{r['generations']}: not the same (id, sample_idx) rows as {refs[0]['generations']}")
-    if frames[0].get_column("sample_idx").max() != 0:
+    if keys.get_column("sample_idx").max() != 0:
         return [], []  # sampling groups have no divergence point
-    n_conf, n_prob = len(frames), frames[0].height
+    n_conf, n_prob = len(loaded), keys.height
     ids = keys.get_column("id").to_list()
-    tokens, lengths, top1, top2 = [], [], [], []
-    for f in frames:
-        t, n = _padded(f.get_column("token_ids"), n_prob, -1, np.int32)
-        a, _ = _padded(f.get_column("top1").cast(pl.List(pl.Float32)), n_prob, np.nan, np.float32)
-        b, _ = _padded(f.get_column("top2").cast(pl.List(pl.Float32)), n_prob, np.nan, np.float32)
-        tokens.append(t), lengths.append(n), top1.append(a), top2.append(b)
+    tokens, lengths = [], []
+    for _, t in loaded:
+        a, n = _padded(t, n_prob, -1, np.int32)
+        tokens.append(a), lengths.append(n)
     width = max(t.shape[1] for t in tokens)
-
-    def stack(arrs, fill):
-        return np.stack([np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill) for a in arrs])
-
-    tokens, top1, top2 = stack(tokens, -1), stack(top1, np.nan), stack(top2, np.nan)
+    tokens = np.stack([np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=-1) for a in tokens])
     lengths = np.stack(lengths)  # (C, P)
     differs = (tokens != tokens[0]).any(axis=0)  # (P, W)
     identical = ~differs.any(axis=1)
     div = np.where(identical, -1, differs.argmax(axis=1))
     limit = np.where(identical, lengths[0], div)
+    top1 = np.full((n_conf, n_prob, width), np.nan, dtype=np.float32)
+    top2 = np.full_like(top1, np.nan)
+    tk_ids = []
+    for c, (r, (k, _)) in enumerate(zip(refs, loaded)):
+        a, b, at_div = _topk_columns(r, k.get_column("row").to_numpy(), width, div)
+        top1[c], top2[c] = a, b
+        tk_ids.append(at_div)
+    del loaded
 
-    # the group's noise: std over configurations of the top-1 logprob at common positions, mean per problem, then
-    # mean over problems (as Avg_Std@top1_prob, in logprob units)
+    # the group's noise: the std over configurations of the margin, averaged over the common positions where the
+    # configurations' margins differ at all (module docstring)
     pos = np.arange(width)[None, :]
     common = pos < limit[:, None]
     margins = top1 - top2  # (C, P, W)
@@ -129,19 +161,14 @@ def _group(refs: list[Mapping[str, Any]], near_tie_sigmas: float, ddof: int) -> 
     points: list[dict] = []
     div_rows = np.nonzero(~identical)[0]
     if div_rows.size:
-        at = pl.DataFrame({"id": [ids[p] for p in div_rows], "pos": div[div_rows].astype(np.int64)})
-        topk = [_topk_at(r, at).sort("id") for r in refs]
-        order = {i: j for j, i in enumerate(at.sort("id").get_column("id").to_list())}
-        tk_ids = [t.get_column("ids_at").to_list() for t in topk]
         for p in div_rows:
             d = int(div[p])
-            j = order[ids[p]]
             ref_margin = margins[0, p, d] if d < lengths[0, p] else np.nan
             flip = "ended" if np.isnan(ref_margin) else ("near_tie" if ref_margin < threshold else "confident")
             for c, r in enumerate(refs):
                 has = d < lengths[c, p]
                 tok = int(tokens[c, p, d]) if has else None
-                others = [set(tk_ids[o][j] or []) for o in range(n_conf) if o != c]
+                others = [set(tk_ids[o][p] or []) for o in range(n_conf) if o != c]
                 points.append({
                     **labels, "id": ids[p], "div_index": d, **{k: r[k] for k in CONFIG_KEYS},
                     "reference": c == 0, "token": tok,
