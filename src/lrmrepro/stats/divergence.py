@@ -73,22 +73,20 @@ def _topk_columns(ref: Mapping[str, Any], order: np.ndarray, width: int, positio
     arrow's flat buffers: no per-token Python objects."""
     table = pq.read_table(ref["generations"], columns=["topk_ids", "topk_logprobs"])
     lps, ids = _flat(table.column("topk_logprobs")), _flat(table.column("topk_ids"))
-    n = len(order)
-    outer = lps.offsets.to_numpy()  # per row (file order): its positions in the flat list of positions
     inner = lps.values.offsets.to_numpy()  # per position: its candidates in the flat list of values
     values = lps.values.values.to_numpy(zero_copy_only=False)
-    lengths = np.diff(outer)
-    if lengths.size and lengths.max() > width:
-        raise ValueError(f"{ref['generations']}: more top-k positions than generated tokens")
     k, first, last = np.diff(inner), inner[:-1], max(values.size - 1, 0)
-    flat = np.arange(first.size, dtype=np.int64) + np.repeat(np.arange(n, dtype=np.int64) * width
-                                                              - (outer[:-1] - outer[0]), lengths)
-    top1 = np.full((n, width), np.nan, dtype=np.float32)
-    top2 = np.full((n, width), np.nan, dtype=np.float32)
-    if first.size and values.size:
-        top1.reshape(-1)[flat] = np.where(k >= 1, values[np.minimum(first, last)], np.nan)
-        top2.reshape(-1)[flat] = np.where(k >= 2, values[np.minimum(first + 1, last)], np.nan)
-    top1, top2 = top1[order], top2[order]  # file rows -> sorted problems
+    has = values.size > 0
+
+    def dense(per_position: np.ndarray) -> np.ndarray:  # one value per position -> [problems, width], sorted rows
+        rows = pl.Series(pa.ListArray.from_arrays(lps.offsets, pa.array(per_position, type=pa.float32())))
+        out, _ = _padded(rows, len(order), np.nan, np.float32)
+        if out.shape[1] > width:
+            raise ValueError(f"{ref['generations']}: more top-k positions than generated tokens")
+        return np.pad(out, ((0, 0), (0, width - out.shape[1])), constant_values=np.nan)[order]
+
+    top1 = dense(np.where((k >= 1) & has, values[np.minimum(first, last)] if has else np.nan, np.nan))
+    top2 = dense(np.where((k >= 2) & has, values[np.minimum(first + 1, last)] if has else np.nan, np.nan))
     id_outer, id_inner = ids.offsets.to_numpy(), ids.values.offsets.to_numpy()
     id_values = ids.values.values.to_numpy(zero_copy_only=False)
     at_div: list[list[int] | None] = []
