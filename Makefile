@@ -7,7 +7,7 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= all
 TARGET ?=
 
-.PHONY: env env-smollm2 env-vllm env-gptqmodel run run-smollm2 test test-fast test-slow lint report bench clean-results
+.PHONY: env env-smollm2 env-vllm env-gptqmodel run run-full run-smollm2 check-results test test-fast test-slow lint report bench clean-results
 
 env:
 	@scripts/setup-env.sh

@@ -1,7 +1,7 @@
 # lrmrepro: how compression and numerical precision change the reasoning of large reasoning models.
 #
 # Method, as a DAG:
-#   1. model      obtain the model (train the embedded default, or fetch from the hub / a local path)
+#   1. model      obtain the model (the embedded default as shipped, trained anew, or from the hub / a local path)
 #   2. compress   compress it with llm-compressor recipes (quantization, pruning, protected variants)
 #   3. tasks      materialise the evaluation items of every task
 #   4. generate   generate under every precision x runtime configuration (text, token ids, top-k logprobs)
@@ -34,8 +34,10 @@ if IMPORTANCE:  # a study without an `importance` section has no importance stag
 include: "rules/figures.smk"
 
 
-# downloads (hub models, hub benchmarks) run on the submitting host: cluster nodes often have no internet
+# downloads (hub models, hub benchmarks) run on the submitting host: cluster nodes often have no internet; copying
+# the embedded model is a file copy
 localrules:
+    embedded_model,
     fetch_model,
     prepare_task,
 

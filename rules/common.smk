@@ -15,8 +15,9 @@ from lrmrepro import fingerprint
 from lrmrepro.config import ConfigError, load_study, scoring_policies
 from lrmrepro.environment import job_environment, missing_environments
 from lrmrepro.precision import PRECISIONS
+from lrmrepro.hardware import aliases as hardware_aliases
 from lrmrepro.provenance import hardware_label
-from lrmrepro.runs import BACKENDS, CHECKPOINT, Run, engines, expand_runs, importance_runs
+from lrmrepro.runs import BACKENDS, CHECKPOINT, Engine, Run, engines, expand_runs, importance_runs
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
 #     which replace it (they are never merged into config.yaml's grid). --config KEY=VALUE overrides either.
@@ -106,6 +107,14 @@ def models_with_source(*sources):
     return [m for m, spec in config["models"].items() if spec["source"] in sources] or ["(?!)"]
 
 
+def embedded_model_files(wildcards):
+    """The shipped files of the embedded default model (inputs: a changed file reruns the install, which then
+    refuses it by its sha256)."""
+    from lrmrepro.models.embedded import shipped_files
+
+    return [str(p) for p in shipped_files()]
+
+
 def model_spec(wildcards):
     return config["models"][wildcards.model]
 
@@ -162,11 +171,17 @@ def decoding_spec(run):
     return {**config["decoding"][run.decoding], "max_new_tokens": config["tasks"][run.task]["max_new_tokens"]}
 
 
+# hardware label -> device-name patterns: the built-in map with the study's hardware_aliases (lrmrepro.hardware)
+HARDWARE_ALIASES = hardware_aliases(config["hardware_aliases"])
+
+
 def run_spec(run, output=None, meta=None):
-    """What an engine job needs to know about one of its runs (lrmrepro.generate.engine_job)."""
+    """What an engine job needs to know about one of its runs (lrmrepro.generate.engine_job); `hardware_patterns`:
+    what the run's hardware label means, checked on the node before the model loads."""
     return {"run": run.labels(), "tasks_parquet": TASK_ITEMS.format(task=run.task),
             "prompt_style": config["tasks"][run.task]["prompt_style"], "decoding": decoding_spec(run),
-            "output": output or run.generations, "meta": meta or run.meta}
+            "output": output or run.generations, "meta": meta or run.meta,
+            "hardware_patterns": list(HARDWARE_ALIASES.get(run.hardware, ()))}
 
 
 # the noise floor: a run generated a second time, beside the first (rule generate_repeat)
@@ -177,6 +192,60 @@ def repeat_run_spec(wildcards):
     run = Run.from_wildcards(wildcards)
     repeat = REPEAT.format(**run.labels())
     return [run_spec(run, f"{repeat}.parquet", f"{repeat}.meta.json")]
+
+
+# --- preflight (lrmrepro.generate.preflight): one short job per distinct (backend, precision, parallel size,
+#     hardware label), with the first model and task of an engine there; the engine jobs of a label that needs one
+#     (preflight.required) take its report as input, so they start only after it passed
+PREFLIGHT = "results/preflight/{backend}/{precision}/p{parallel}/{hardware}.json"
+
+
+def _preflight_points():
+    points = {}
+    for engine, runs in ENGINES.items():
+        key = (engine.backend, engine.precision, engine.parallel, engine.hardware)
+        if key not in points:
+            task = runs[0].task
+            points[key] = {"backend": engine.backend, "precision": engine.precision, "parallel": engine.parallel,
+                           "hardware": engine.hardware,
+                           "hardware_patterns": list(HARDWARE_ALIASES.get(engine.hardware, ())),
+                           "model": engine.model, "task": task, "prompt_style": config["tasks"][task]["prompt_style"],
+                           "tasks_parquet": TASK_ITEMS.format(task=task),
+                           "enforce_eager": config["vllm"]["enforce_eager"]}
+    return points
+
+
+PREFLIGHT_POINTS = _preflight_points()
+
+
+def preflight_point(wildcards):
+    return PREFLIGHT_POINTS[(wildcards.backend, wildcards.precision, int(wildcards.parallel), wildcards.hardware)]
+
+
+def preflight_model(wildcards):
+    return CHECKPOINT.format(model=preflight_point(wildcards)["model"], compression="none")
+
+
+def preflight_tasks(wildcards):
+    return preflight_point(wildcards)["tasks_parquet"]
+
+
+def preflight_targets():
+    return [PREFLIGHT.format(backend=b, precision=p, parallel=n, hardware=h) for b, p, n, h in PREFLIGHT_POINTS]
+
+
+def preflight_of(engine):
+    """The preflight report an engine job waits for: none where preflight.required says its label needs none."""
+    from lrmrepro.generate.preflight import needs_preflight
+
+    if not needs_preflight(config["preflight"]["required"], engine.hardware):
+        return []
+    return [PREFLIGHT.format(backend=engine.backend, precision=engine.precision, parallel=engine.parallel,
+                             hardware=engine.hardware)]
+
+
+def repeat_preflight(wildcards):
+    return preflight_of(Engine.of(Run.from_wildcards(wildcards)))
 
 
 def engine_task_items(runs):
@@ -258,6 +327,8 @@ def needed_environments(jobs):
         name = job.rule.name
         if name in vllm_rules:
             needed.setdefault("vllm", []).append(vllm_rules[name])
+        elif name == "preflight_vllm":
+            needed.setdefault("vllm", []).append(f"preflight {job.wildcards.backend}/{job.wildcards.hardware}")
         elif name == "compress":
             compression = job.wildcards.compressed
             recipe = load_recipe(config["compressions"][compression]["recipe"], Path(workflow.basedir) / "recipes")
@@ -301,6 +372,16 @@ def experiment_scores(wildcards):
 
 def experiment_generations(wildcards):
     return [r.generations for r in EXPERIMENT_RUNS[wildcards.experiment]]
+
+
+def experiment_metas(wildcards):
+    """Each run's generations.meta.json: the environment it was generated in (lrmrepro.stats.pooling checks that a
+    group's runs may be pooled)."""
+    return [r.meta for r in EXPERIMENT_RUNS[wildcards.experiment]]
+
+
+# what the statistics stages may pool (lrmrepro.stats.pooling): params of every stage that checks its groups
+POOLING = {"allow_mixed": config["statistics"]["allow_mixed_environments"], "aliases": config["hardware_aliases"]}
 
 
 def pass_at_ks(wildcards):

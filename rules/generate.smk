@@ -15,6 +15,7 @@ for _engine, _runs in ENGINES.items():
             input:
                 model=_engine.checkpoint,
                 tasks=engine_task_items(_runs),
+                preflight=preflight_of(_engine),
             output:
                 generations=[r.generations for r in _runs],
                 meta=[r.meta for r in _runs],
@@ -41,6 +42,7 @@ for _engine, _runs in ENGINES.items():
             input:
                 model=_engine.checkpoint,
                 tasks=engine_task_items(_runs),
+                preflight=preflight_of(_engine),
             output:
                 generations=[r.generations for r in _runs],
                 meta=[r.meta for r in _runs],
@@ -71,6 +73,7 @@ rule generate_repeat:
     input:
         model=CHECKPOINT,
         tasks=TASK_ITEMS,
+        preflight=repeat_preflight,
     output:
         generations=f"{REPEAT}.parquet",
         meta=f"{REPEAT}.meta.json",
@@ -88,3 +91,62 @@ rule generate_repeat:
         f"results/benchmarks/generate_repeat/{Run.PATTERN}.tsv"
     script:
         "../workflow_scripts/generate.py"
+
+
+# preflight: a few tokens per (backend, precision, parallel size, hardware label) through the engine jobs' own code,
+# on the kind of node the grid's jobs get (`snakemake preflight --profile ...` first: docs/cluster.md)
+rule preflight_transformers:
+    input:
+        model=preflight_model,
+        tasks=preflight_tasks,
+    output:
+        report=PREFLIGHT,
+    wildcard_constraints:
+        backend="transformers",
+    params:
+        point=preflight_point,
+        code=code_of("preflight.py"),
+    threads: generation_threads
+    resources:
+        **profile_resources("generate"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/preflight/{backend}/{precision}/p{parallel}/{hardware}.log",
+    benchmark:
+        "results/benchmarks/preflight/{backend}/{precision}/p{parallel}/{hardware}.tsv"
+    script:
+        "../workflow_scripts/preflight.py"
+
+
+rule preflight_vllm:
+    input:
+        model=preflight_model,
+        tasks=preflight_tasks,
+    output:
+        report=PREFLIGHT,
+    wildcard_constraints:
+        backend="vllm|vllm_batch_invariant",
+    params:
+        point=lambda wc: json.dumps(preflight_point(wc)),
+        code=module_code("lrmrepro.generate.preflight"),
+    threads: 1
+    resources:
+        **profile_resources("generate_vllm"),
+        gpu=lambda wc: 0 if on_cpu(wc.hardware) else int(wc.parallel),
+        gpu_model=lambda wc: "" if on_cpu(wc.hardware) else wc.hardware,
+    conda:
+        "../envs/vllm-cpu.yaml"
+    log:
+        "logs/preflight/{backend}/{precision}/p{parallel}/{hardware}.log",
+    benchmark:
+        "results/benchmarks/preflight/{backend}/{precision}/p{parallel}/{hardware}.tsv"
+    shell:
+        '"$LRMREPRO_VLLM_PYTHON" -m lrmrepro.generate.preflight --model {input.model} --spec {params.point:q}'
+        " --out {output.report} --log {log} 2>> {log}"
+
+
+# the target: every preflight of the study (`snakemake preflight`)
+rule preflight:
+    input:
+        preflight_targets(),

@@ -1,4 +1,24 @@
-# 1. model: train the embedded default model, or fetch one from the hub / a local path / a GGUF file.
+# 1. model: install the embedded default model (shipped in embedded/default, checked against its sha256), train it
+#    anew, or fetch one from the hub / a local path / a GGUF file.
+
+
+rule embedded_model:
+    input:
+        shipped=embedded_model_files,
+    output:
+        model=directory("results/models/{model}/none"),
+    wildcard_constraints:
+        model=_alternatives(models_with_source("embedded")),
+    params:
+        code=code_of("embedded_model.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/embedded_model/{model}.log",
+    benchmark:
+        "results/benchmarks/embedded_model/{model}.tsv"
+    script:
+        "../workflow_scripts/embedded_model.py"
 
 
 rule train_default_model:

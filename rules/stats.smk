@@ -7,6 +7,7 @@ rule stats_nondeterminism:
     input:
         scores=experiment_scores,
         generations=experiment_generations,
+        metas=experiment_metas,
     output:
         metrics="results/stats/{experiment}/metrics.parquet",
         divergence="results/stats/{experiment}/divergence.parquet",
@@ -15,6 +16,7 @@ rule stats_nondeterminism:
     params:
         runs=experiment_run_refs,
         ks=pass_at_ks,
+        pooling=POOLING,
         code=code_of("stats_nondeterminism.py"),
     conda:
         "../envs/core.yaml"
@@ -51,6 +53,7 @@ rule noise_floor:
 rule stats_divergence:
     input:
         generations=experiment_generations,
+        metas=experiment_metas,
     output:
         points="results/stats/{experiment}/divergence_points.parquet",
         exposure="results/stats/{experiment}/divergence_exposure.parquet",
@@ -58,6 +61,7 @@ rule stats_divergence:
     params:
         runs=experiment_run_refs,
         near_tie_sigmas=config["statistics"]["near_tie_sigmas"],
+        pooling=POOLING,
         code=code_of("stats_divergence.py"),
     conda:
         "../envs/core.yaml"
@@ -73,6 +77,7 @@ rule stats_divergence:
 rule compression_effects:
     input:
         scores=experiment_scores,
+        metas=experiment_metas,
         noise=noise_summary,
     output:
         effects="results/stats/{experiment}/compression_effects.parquet",
@@ -82,6 +87,7 @@ rule compression_effects:
         resamples=config["statistics"]["bootstrap_resamples"],
         seed=config["statistics"]["bootstrap_seed"],
         level=config["statistics"]["ci_level"],
+        pooling=POOLING,
         code=code_of("compression_effects.py"),
     conda:
         "../envs/core.yaml"

@@ -35,7 +35,7 @@ def test_shipped_configs_are_valid(path):
     [
         (lambda c: c["experiments"]["precision_grid"].__setitem__("precisions", ["bf17"]),
          "experiments.precision_grid.precisions[0]", "bf16, fp16, fp32, layercast"),
-        (lambda c: c["models"]["default"].__setitem__("source", "ftp"), "models.default.source", "train, hub, local, gguf"),
+        (lambda c: c["models"]["default"].__setitem__("source", "ftp"), "models.default.source", "embedded, train, hub, local, gguf"),
         (lambda c: c["tasks"]["arith"].__setitem__("prompt_style", "chatty"), "tasks.arith.prompt_style",
          "chat_boxed, raw_think"),
         (lambda c: c["experiments"]["compression"].__setitem__("tasks", ["arith", "physics"]),

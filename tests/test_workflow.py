@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "schemas", "recipes", "envs", "docs/report", "src", "profiles"]
+WORKFLOW_PARTS = ["Snakefile", "rules", "workflow_scripts", "schemas", "recipes", "envs", "docs/report", "src", "profiles",
+                  "embedded"]
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -304,3 +305,75 @@ def test_scores_meta_records_the_sandbox_isolation(finished_run):
     _, run = finished_run
     meta = json.loads(next((run / "results/generations").rglob("scores.meta.json")).read_text())
     assert meta["sandbox_isolation"] == "not used"  # no code task in the .test grid
+
+
+def _copy_run(run, dest):
+    """A copy of the finished run (results, logs, Snakemake's metadata) for a test that changes artifacts."""
+    shutil.copytree(run, dest, symlinks=True)
+    return dest
+
+
+def test_preflight_runs_every_point_of_the_study(finished_run):
+    """`snakemake preflight`: one short job per (backend, precision, parallel, hardware label), through the engine
+    job's own code; its report records the environment it found."""
+    workflow, run = finished_run
+    _snakemake(["preflight"], run, workflow)
+    reports = sorted((run / "results/preflight").rglob("*.json"))
+    # .test: transformers, bf16 and fp32, 1 thread, this machine's label
+    assert [r.relative_to(run / "results/preflight").parts[:3] for r in reports] == \
+        [("transformers", "bf16", "p1"), ("transformers", "fp32", "p1")]
+    rep = json.loads(reports[0].read_text())
+    assert rep["status"] == "passed" and rep["items"] == 2 and rep["tokens"] > 0
+    assert rep["environment"]["packages.transformers"] and rep["environment"]["detected_hardware"] == reports[0].stem
+    assert not list((run / "results/preflight").rglob("*.work"))
+
+
+def test_a_failed_preflight_blocks_the_grid_of_its_label(finished_run):
+    """A grid labelled with hardware this machine is not (a100 on a CPU): its preflight fails, naming the label and
+    the machine, and no engine job of that label starts."""
+    workflow, run = finished_run
+
+    def on_a100(cfg):
+        for key in ("compressions", "importance"):
+            cfg.pop(key)
+        cfg["experiments"] = {"a100_grid": {**cfg["experiments"]["precision_grid"], "precisions": ["fp32"],
+                                            "hardware": ["a100"], "stats": False}}
+
+    study = _study(run, "a100.yaml", on_a100)
+    proc = _snakemake(["--configfile", study], run, workflow, check=False)
+    assert proc.returncode != 0
+    log = (run / "logs/preflight/transformers/fp32/p1/a100.log").read_text()
+    assert "HardwareMismatch" in log and "'a100' does not match this machine" in log, log[-2000:]
+    assert not list((run / "results/generations").rglob("*-a100/*/generations.parquet"))
+    assert not list((run / "logs/generate").glob("*a100*"))
+    # told otherwise (preflight.required: none), the engine job itself refuses the label before loading the model
+    proc = _snakemake(["--configfile", study, "--config", "preflight={'required': 'none'}"], run, workflow,
+                      check=False)
+    assert proc.returncode != 0
+    gen_log = next((run / "logs/generate").glob("*a100*")).read_text()
+    assert "HardwareMismatch" in gen_log and "'a100' does not match this machine" in gen_log
+    assert not list((run / "results/generations").rglob("*-a100/*/generations.parquet"))
+
+
+def test_stats_refuse_a_group_that_pools_two_engine_versions(finished_run, tmp_path):
+    """One run of a group says another transformers version: the statistics stop with the run, the field and both
+    values; with statistics.allow_mixed_environments they are computed and the table says what was mixed."""
+    workflow, _ = finished_run
+    run = _copy_run(finished_run[1], tmp_path / "run")
+    metas = sorted((run / "results/generations/default/none/arith/bf16").rglob("generations.meta.json"))
+    meta = json.loads(metas[0].read_text())
+    meta["packages"]["transformers"] = "5.99.0"
+    metas[0].write_text(json.dumps(meta))
+    target = "results/tables/precision_grid/table3_std_acc.md"
+    proc = _snakemake([target], run, workflow, check=False)
+    assert proc.returncode != 0
+    log = (run / "logs/stats_nondeterminism/precision_grid.log").read_text()
+    assert "field packages.transformers" in log and "'5.99.0'" in log and str(metas[0].parent) in log, log[-2000:]
+    allow = _study(run, "mixed.yaml", lambda cfg: cfg.setdefault("statistics", {}).update(allow_mixed_environments=True))
+    _snakemake([target, "--configfile", allow], run, workflow)
+    table = (run / target).read_text()
+    assert "| mixed_environment |" in table and "arith/bf16: packages.transformers" in table
+    metrics = pl.read_parquet(run / "results/stats/precision_grid/metrics.parquet")
+    flagged = metrics.filter(pl.col("mixed_environment") != "")
+    assert flagged.select("task", "precision").unique().rows() == [("arith", "bf16")]
+    assert "5.99.0" in flagged["mixed_environment"][0] and "5.99.0" in flagged["environment"][0]

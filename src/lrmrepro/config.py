@@ -160,6 +160,8 @@ def _check_references(config: dict) -> None:
         need = {"hub": "id", "local": "path", "gguf": "gguf"}.get(m["source"])
         if need and need not in m:
             raise ConfigError(f"config key models.{name}.{need}: required for source {m['source']!r}")
+        if m["source"] == "embedded":
+            _check_embedded(name, config["train"])
     for name, t in tasks.items():
         if t["source"] == "synthetic" and t.get("generator", name) not in ("arith", "timeline", "logic", "multihop"):
             raise ConfigError(
@@ -182,6 +184,24 @@ def _check_references(config: dict) -> None:
             d = config["decoding"][dname]
             if d["temperature"] == 0 and d["n"] != 1:
                 raise ConfigError(f"config key decoding.{dname}.n: greedy decoding (temperature 0) needs n = 1")
+
+
+def _check_embedded(name: str, train: dict) -> None:
+    """A study on the shipped model must read the `train` section it was trained with: synthetic tasks hold out
+    that section's training questions."""
+    from .models.embedded import EmbeddedModelError, train_mismatch
+
+    try:
+        diff = train_mismatch(train)
+    except EmbeddedModelError as err:
+        raise ConfigError(f"config key models.{name}.source: 'embedded': {err}") from None
+    if diff is not None:
+        key, study, shipped = diff
+        raise ConfigError(
+            f"config key train.{key}: {study!r}, but the embedded model (models.{name}.source: embedded) was trained "
+            f"with {shipped!r}; the synthetic tasks hold out the training questions of the `train` section, so it must "
+            f"be the shipped model's. Set train.{key}: {shipped!r}, or `source: train` to train a model with these "
+            "settings (docs/default-model.md)")
 
 
 def _check_importance(config: dict) -> None:

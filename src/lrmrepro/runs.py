@@ -82,7 +82,7 @@ class Run:
 
     def ref(self) -> dict[str, Any]:
         """Labels plus artifact paths: what summary and statistics stages consume."""
-        return {**self.labels(), "generations": self.generations, "scores": self.scores}
+        return {**self.labels(), "generations": self.generations, "scores": self.scores, "meta": self.meta}
 
 
 Run.LABELS = tuple(f.name for f in dataclasses.fields(Run))

@@ -71,7 +71,14 @@ def metric_table(metrics: pl.DataFrame, metric: str, kind: str, scale: float = 1
     for c in cols:
         if c not in wide.columns:
             wide = wide.with_columns(pl.lit(None, pl.Float64).alias(c))
-    return wide.select(["model", *cols]).sort("model")
+    wide = wide.select(["model", *cols]).sort("model")
+    if "mixed_environment" in df.columns and (df.get_column("mixed_environment").fill_null("") != "").any():
+        # statistics.allow_mixed_environments: say, per row, which groups pooled what (lrmrepro.stats.pooling)
+        mixed = (df.filter(pl.col("mixed_environment").fill_null("") != "")
+                 .group_by("row").agg((pl.col("col") + ": " + pl.col("mixed_environment")).sort().str.join("; "))
+                 .rename({"row": "model", "col": "mixed_environment"}))
+        wide = wide.join(mixed, on="model", how="left").with_columns(pl.col("mixed_environment").fill_null(""))
+    return wide
 
 
 def _fmt(v) -> str:
@@ -88,7 +95,7 @@ def table_markdown(wide: pl.DataFrame, title: str) -> str:
     cols = wide.columns
     lines = [f"**{title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in wide.iter_rows():
-        lines.append("| " + " | ".join([str(row[0])] + [_fmt(v) for v in row[1:]]) + " |")
+        lines.append("| " + " | ".join([str(row[0])] + [v if isinstance(v, str) else _fmt(v) for v in row[1:]]) + " |")
     return "\n".join(lines) + "\n"
 
 

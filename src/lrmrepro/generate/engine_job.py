@@ -7,10 +7,12 @@ A job is a list of *run specs*, built by ``rules/common.smk`` from the configura
     {"run": {model, compression, task, precision, backend, parallel, batch_size, hardware, decoding},
      "tasks_parquet": "results/tasks/<task>.parquet", "prompt_style": "chat_boxed" | "raw_think",
      "decoding": {max_new_tokens, temperature, top_p, n, seed},
-     "output": ".../generations.parquet", "meta": ".../generations.meta.json"}
+     "output": ".../generations.parquet", "meta": ".../generations.meta.json",
+     "hardware_patterns": [regular expressions of the hardware label's alias, if any]}
 
 All specs of a job share the engine fields (``lrmrepro.runs.Engine.LABELS``: model, compression, precision, backend,
-parallel, hardware, decoding name); ``check_job`` refuses anything else.
+parallel, hardware, decoding name); ``check_job`` refuses anything else, and a hardware label that is not true of
+this machine (``lrmrepro.hardware.check``), before any model is loaded.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Sequence
 
-from ..provenance import Timer, hardware_label, write_meta
+from .. import hardware as hw
+from ..provenance import Timer, hardware, hardware_label, write_meta
 from ..runs import Engine
 from .common import Decoding
 
@@ -35,6 +38,8 @@ def check_job(runs: Sequence[dict[str, Any]]) -> None:
     outputs = [spec["output"] for spec in runs]
     if len(set(outputs)) != len(outputs):
         raise ValueError("two runs of one job write the same output")
+    label = first["hardware"]
+    hw.check(label, hardware(), {label: tuple(runs[0].get("hardware_patterns", ()))})
 
 
 def prepared(runs: Sequence[dict[str, Any]], tokenizer: Any) -> list[tuple[dict[str, Any], list[str], list[str],
@@ -70,10 +75,6 @@ def generate_all(runs: Sequence[dict[str, Any]], generate: Callable[..., dict[st
     meta.json."""
     check_job(runs)
     detected = hardware_label()
-    labels = runs[0]["run"]
-    if labels["hardware"] != detected:
-        log.warning("hardware label %r differs from this machine (%s); the label is kept, the machine is recorded",
-                    labels["hardware"], detected)
     summary = engine_summary(runs)
     for spec, ids, prompts, decoding in prepared(runs, tokenizer):
         with Timer() as t:

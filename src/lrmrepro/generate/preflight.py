@@ -1,0 +1,126 @@
+"""Preflight: one short job per distinct (backend, precision, parallel size, hardware label) of a study, run before
+the grid, so that a wrong CUDA build, a missing LayerCast plugin, an unsupported batch-invariant GPU or a hardware
+label that is not true of the node is found in minutes, not when each of a grid's engine jobs starts.
+
+A preflight job loads a model of the study (its uncompressed checkpoint) and generates a few tokens for two items of
+one of its tasks through the same entry points as the real engine jobs (``engine_job.run_transformers_engine``,
+``vllm_cli.main``: hardware check before the model loads, LayerCast, the batch-invariant flag, tensor parallelism),
+then writes ``results/preflight/<backend>/<precision>/p<parallel>/<hardware>.json``: status, what it generated, and
+the detected environment (package versions, torch's CUDA runtime, device, driver, detected hardware label).
+
+The grid's engine jobs of a hardware label that needs a preflight (``preflight.required``: ``gpu`` = GPU labels,
+``all``, ``none``) take that file as input: they do not start until their preflight passed.
+
+  python -m lrmrepro.generate.preflight --model M --spec '{...}' --out OUT.json --log LOG   (the vLLM environment)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+#: prompts per preflight (one batch) and tokens generated for each
+N_ITEMS = 2
+MAX_NEW_TOKENS = 4
+
+
+REQUIRED = ("gpu", "all", "none")
+
+
+def needs_preflight(required: str, hardware_label: str) -> bool:
+    """``preflight.required``: gpu = every GPU label (a ``cpu-*`` label is the machine that builds the DAG or one
+    like it), all = every label, none = no label."""
+    if required not in REQUIRED:
+        raise ValueError(f"preflight.required must be one of {', '.join(REQUIRED)}, got {required!r}")
+    return required == "all" or (required == "gpu" and not hardware_label.startswith("cpu-"))
+
+
+def job_spec(point: dict[str, Any], workdir: str | Path) -> list[dict[str, Any]]:
+    """The engine job of a preflight point (``point``: backend, precision, parallel, hardware, hardware_patterns, model,
+    tasks_parquet, prompt_style): one run of ``N_ITEMS`` items, greedy, ``MAX_NEW_TOKENS`` tokens, in ``workdir``."""
+    import polars as pl
+
+    from .. import io
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    items = workdir / "items.parquet"
+    io.write_parquet(pl.read_parquet(point["tasks_parquet"]).head(N_ITEMS), items)
+    run = {"model": point["model"], "compression": "none", "task": point["task"], "precision": point["precision"],
+           "backend": point["backend"], "parallel": int(point["parallel"]), "batch_size": N_ITEMS,
+           "hardware": point["hardware"], "decoding": "preflight"}
+    return [{"run": run, "tasks_parquet": str(items), "prompt_style": point["prompt_style"],
+             "decoding": {"max_new_tokens": MAX_NEW_TOKENS, "temperature": 0.0, "top_p": 1.0, "n": 1, "seed": 0},
+             "output": str(workdir / "generations.parquet"), "meta": str(workdir / "generations.meta.json"),
+             "hardware_patterns": list(point.get("hardware_patterns", ()))}]
+
+
+def report(point: dict[str, Any], spec: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """What a passed preflight writes: the point, what it generated, and the environment it detected."""
+    import polars as pl
+
+    from .. import io
+    from ..stats.pooling import run_environment
+
+    meta = io.read_json(spec["meta"])
+    gens = pl.read_parquet(spec["output"], columns=["id", "output_length"])
+    return {"status": "passed", "point": {k: point[k] for k in ("backend", "precision", "parallel", "hardware")},
+            "model": point["model"], "task": point["task"], "items": gens.height,
+            "tokens": int(gens.get_column("output_length").sum()), "seconds": round(seconds, 2),
+            "environment": run_environment(meta), "packages": meta["packages"], "hardware": meta["hardware"]}
+
+
+def run(model_dir: str | Path, point: dict[str, Any], out: str | Path, *, log: logging.Logger,
+        vllm_log: str | None = None) -> dict[str, Any]:
+    """Run the preflight of ``point`` with the model at ``model_dir``; write ``out`` (JSON) when it passes."""
+    from .. import io
+
+    out = Path(out)
+    workdir = out.with_suffix(".work")
+    shutil.rmtree(workdir, ignore_errors=True)  # a preflight never resumes: it is the check that a job can start
+    spec = job_spec(point, workdir)
+    t0 = time.perf_counter()
+    if point["backend"] == "transformers":
+        from .engine_job import run_transformers_engine
+
+        run_transformers_engine(str(model_dir), spec, code=None, log=log)
+    else:
+        from . import vllm_cli
+
+        job = workdir / "job.json"
+        job.write_text(json.dumps(spec))
+        argv = ["--model", str(model_dir), "--job", f"@{job}", "--log", vllm_log or str(workdir / "vllm.log")]
+        if point["backend"] == "vllm_batch_invariant":
+            argv.append("--batch-invariant")
+        if point.get("enforce_eager") is not None:
+            argv += ["--enforce-eager", str(point["enforce_eager"]).lower()]
+        vllm_cli.main(argv)
+    result = report(point, spec[0], time.perf_counter() - t0)
+    io.write_json(result, out)
+    shutil.rmtree(workdir, ignore_errors=True)
+    log.info("preflight %s passed: %d tokens in %.1f s on %s", out, result["tokens"], result["seconds"],
+             result["environment"]["device"])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--spec", required=True, help="the preflight point as JSON")
+    p.add_argument("--out", required=True)
+    p.add_argument("--log", required=True)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=[logging.FileHandler(args.log), logging.StreamHandler(sys.stderr)])
+    run(args.model, json.loads(args.spec), args.out, log=logging.getLogger("preflight"), vllm_log=args.log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
