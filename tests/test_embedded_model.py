@@ -69,7 +69,7 @@ def test_a_modified_shipped_file_is_an_error_naming_it(tmp_path):
 def test_install_copies_the_checkpoint_and_records_its_training(tmp_path):
     info = embedded.install(tmp_path / "none")
     for name, digest in info["files"].items():
-        assert embedded.sha256(tmp_path / "none" / name) == digest
+        assert io.file_sha256(tmp_path / "none" / name) == digest
     assert info["training"]["config"] == embedded.train_config()
     from transformers import AutoModelForCausalLM
 

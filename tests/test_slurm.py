@@ -120,24 +120,34 @@ def test_profile_gpu_requests_and_cpu_jobs(slurm_cluster, tmp_path):
     assert score[0][1] == "unset" and score[0][0] != a[0][0]
 
 
+def _profile_run(tmp_path: Path, *targets: str, study: dict | None = None) -> tuple[Path, str]:
+    """The project's workflow through the local profile in a new run folder with the .test config (and `study`, given
+    with --configfile, when there is one); returns the folder and the run's Snakemake log."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy2(ROOT / ".test" / "config.yaml", run / "config.yaml")
+    extra = []
+    if study is not None:
+        (run / "study.yaml").write_text(yaml.safe_dump(study))
+        extra = ["--configfile", str(run / "study.yaml")]
+    profile = local_profile(tmp_path / "profile")
+    snakemake = Path(sys.executable).with_name("snakemake")
+    cmd = ["timeout", "-k", "20", "600", str(snakemake), "--profile", str(profile), "--snakefile",
+           str(ROOT / "Snakefile"), "--directory", str(run), *targets, *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = max((run / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
+    return run, log
+
+
 def test_real_workflow_stages_run_as_slurm_jobs(slurm_cluster, tmp_path):
     """The project's own workflow (the .test config) through the profile: model training runs as a SLURM job, task
     preparation (a download for hub benchmarks) on the submitting host, and their artifacts appear (a few jobs only:
     each costs ~10 s of nested start-ups)."""
-    run = tmp_path / "run"
-    run.mkdir()
-    shutil.copy2(ROOT / ".test" / "config.yaml", run / "config.yaml")
-    profile = local_profile(tmp_path / "profile")
-    snakemake = Path(sys.executable).with_name("snakemake")
-    cmd = ["timeout", "-k", "20", "600", str(snakemake), "--profile", str(profile), "--snakefile",
-           str(ROOT / "Snakefile"), "--directory", str(run), "results/tasks/arith.parquet",
-           "results/models/default/none"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=run)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run, log = _profile_run(tmp_path, "results/tasks/arith.parquet", "results/models/default/none")
     assert (run / "results/tasks/arith.parquet").exists()
     assert (run / "results/models/default/none/config.json").exists()
     # the jobs went through SLURM: the run's log names the SLURM run and each job's SLURM job id
-    log = max((run / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
     assert "SLURM run ID" in log
     assert _submitted_rules(log) == ["train_default_model"], log[-2000:]
     assert "localrule prepare_task:" in log
@@ -146,28 +156,18 @@ def test_real_workflow_stages_run_as_slurm_jobs(slurm_cluster, tmp_path):
 def test_a_custom_study_means_the_same_in_every_slurm_job(slurm_cluster, tmp_path):
     """`--configfile study.yaml` through the profile: each SLURM job reads the same study as the submitting run
     (config.yaml's default grid is never merged in), so `summarize` waits for the study's runs only."""
-    run = tmp_path / "run"
-    run.mkdir()
-    shutil.copy2(ROOT / ".test" / "config.yaml", run / "config.yaml")  # the defaults a job must not merge in
     cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
     for key in ("compressions", "importance"):
         cfg.pop(key)
     cfg["tasks"] = {"arith": {"source": "synthetic", "n": 3, "max_new_tokens": 8}}
     cfg["experiments"] = {"mini": {"models": ["default"], "tasks": ["arith"], "precisions": ["fp32"],
                                    "parallel": [1], "batch_sizes": [3], "decoding": ["greedy"]}}
-    (run / "study.yaml").write_text(yaml.safe_dump(cfg))
-    profile = local_profile(tmp_path / "profile")
-    snakemake = Path(sys.executable).with_name("snakemake")
-    cmd = ["timeout", "-k", "20", "600", str(snakemake), "--profile", str(profile), "--snakefile",
-           str(ROOT / "Snakefile"), "--directory", str(run), "results/summary/accuracy.md",
-           "--configfile", str(run / "study.yaml")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=run)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # config.yaml (the .test defaults) stays in the folder: a job must not merge it in
+    run, log = _profile_run(tmp_path, "results/summary/accuracy.md", study=cfg)
     import polars as pl
 
     summary = pl.read_parquet(run / "results/summary/accuracy.parquet")
     assert summary.height == 1 and summary["batch_size"].to_list() == [3]
-    log = max((run / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
     assert _submitted_rules(log) == ["generate", "score", "summarize", "train_default_model"], log[-2000:]
     assert "localrule prepare_task:" in log
 
@@ -175,16 +175,7 @@ def test_a_custom_study_means_the_same_in_every_slurm_job(slurm_cluster, tmp_pat
 def test_preflight_runs_as_slurm_jobs(slurm_cluster, tmp_path):
     """`snakemake preflight --profile ...`: each preflight point is a SLURM job of its own (the kind of node the grid's
     engine jobs get), and its report records the node's environment."""
-    run = tmp_path / "run"
-    run.mkdir()
-    shutil.copy2(ROOT / ".test" / "config.yaml", run / "config.yaml")
-    profile = local_profile(tmp_path / "profile")
-    snakemake = Path(sys.executable).with_name("snakemake")
-    cmd = ["timeout", "-k", "20", "600", str(snakemake), "--profile", str(profile), "--snakefile",
-           str(ROOT / "Snakefile"), "--directory", str(run), "preflight"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=run)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    log = max((run / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime).read_text()
+    run, log = _profile_run(tmp_path, "preflight")
     assert _submitted_rules(log) == ["preflight_transformers", "preflight_transformers", "train_default_model"], log[-2000:]
     reports = sorted((run / "results/preflight").rglob("*.json"))
     assert len(reports) == 2 and all(json.loads(r.read_text())["status"] == "passed" for r in reports)

@@ -13,7 +13,6 @@ finished ``results/models/<model>/none`` of a ``source: train`` run (its ``meta.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,14 +33,6 @@ class EmbeddedModelError(RuntimeError):
 
 def _rel(path: Path) -> Path:
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def shipped_meta(folder: str | Path = EMBEDDED_DIR) -> dict[str, Any]:
@@ -86,7 +77,7 @@ def verify(folder: str | Path = EMBEDDED_DIR) -> dict[str, Any]:
         path = folder / name
         if not path.exists():
             raise EmbeddedModelError(f"embedded model file {path} is missing (recorded in {folder / META})")
-        got = sha256(path)
+        got = io.file_sha256(path)
         if got != want:
             raise EmbeddedModelError(
                 f"embedded model file {path} was modified: sha256 {got}, shipped {want} (recorded in "
@@ -104,7 +95,7 @@ def install(out_dir: str | Path, folder: str | Path = EMBEDDED_DIR) -> dict[str,
         for name in meta["files"]:
             shutil.copy2(folder / name, tmp / name)
     for name, want in meta["files"].items():  # the copy, too (a full disk truncates silently)
-        if sha256(Path(out_dir) / name) != want:
+        if io.file_sha256(Path(out_dir) / name) != want:
             raise EmbeddedModelError(f"copy of embedded model file {name} into {out_dir} differs from the shipped file")
     return {"source": "embedded", "shipped_from": str(folder), "files": meta["files"], "training": meta}
 
@@ -121,7 +112,7 @@ def ship(checkpoint: str | Path, dest: str | Path = EMBEDDED_DIR) -> dict[str, A
     with io.atomic_dir(dest) as tmp:
         for name in files:
             shutil.copy2(checkpoint / name, tmp / name)
-        io.write_json({**training, "files": {name: sha256(tmp / name) for name in files}}, tmp / META)
+        io.write_json({**training, "files": {name: io.file_sha256(tmp / name) for name in files}}, tmp / META)
     return io.read_json(dest / META)
 
 

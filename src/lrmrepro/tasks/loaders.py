@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import io
 import json
 import logging
@@ -19,6 +18,7 @@ from typing import Any, Callable, Iterable
 
 import polars as pl
 
+from ..io import file_sha256
 from .items import items_frame
 
 
@@ -270,14 +270,6 @@ def load_benchmark(name: str, source: dict[str, Any], *, seed: int = 0, limit: i
     return load_benchmark_with_source(name, source, seed=seed, limit=limit, options=options)[0]
 
 
-def _file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def folio_release(source_rows: int) -> str | None:
     """Which FOLIO release a validation split of ``source_rows`` rows is (:data:`FOLIO_RELEASES`), or None."""
     return FOLIO_RELEASES.get(source_rows)
@@ -305,7 +297,7 @@ def load_benchmark_with_source(name: str, source: dict[str, Any], *, seed: int =
     opts = dict(options or {})
     if "path" in source:
         rows = _read_file(source["path"])
-        info: dict[str, Any] = {"source": "file", "path": str(source["path"]), "sha256": _file_sha256(source["path"])}
+        info: dict[str, Any] = {"source": "file", "path": str(source["path"]), "sha256": file_sha256(source["path"])}
     else:
         unknown = set(source) - {"hub", "split", "config", "revision"}
         if unknown:
