@@ -259,8 +259,10 @@ def generation_threads(wildcards):
 
 def profile_resources(name):
     """The profile's `set-resources` entry for `name` (`generate`, `generate_vllm`): every engine rule of that kind
-    gets it, as the engine rules are named after their engines."""
-    return dict(workflow.resource_settings.overwrite_resources.get(name, {}))
+    gets it, as the engine rules are named after their engines. Snakemake keeps them as `Resource` objects, which a
+    rule's `resources:` does not take: their raw values (numbers, or strings Snakemake evaluates per job)."""
+    return {key: getattr(value, "raw", value)
+            for key, value in workflow.resource_settings.overwrite_resources.get(name, {}).items()}
 
 
 # --- the environment of every job (lrmrepro.environment.job_environment): PYTHONPATH starts with this checkout's

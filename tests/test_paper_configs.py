@@ -74,3 +74,21 @@ def test_artifact_paths_do_not_move(config, tmp_path):
     files = [f for f in files if f not in set(preflight)]
     assert (len(files), hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]) == ARTIFACTS[config]
     assert len(preflight) == PREFLIGHTS[config]
+
+
+def test_profile_resources_reach_the_engine_and_preflight_rules(tmp_path):
+    """A profile's `set-resources: generate_vllm:` entry is copied into every vLLM engine rule and the vLLM preflight
+    (rules named after their engines): as plain values, which a rule's `resources:` takes (Snakemake hands the
+    profile's values over as Resource objects)."""
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text("set-resources:\n  generate_vllm:\n    slurm_partition: gpu\n"
+                                         "    cpus_per_gpu: 8\n    mem_mb: 64000\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-n", "--profile",
+                           str(profile), "--configfile", str(ROOT / "configs" / "paper-reproducibility.yaml")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    blocks = re.split(r"\n(?=rule |localrule )", proc.stdout)
+    for name in ("preflight_vllm", "generate_r1"):
+        block = next(b for b in blocks if b.startswith(f"rule {name}"))
+        assert "slurm_partition=gpu, cpus_per_gpu=8" in block and re.search(r"gpu_model=(a100|l40s)\b", block), block[:1500]
