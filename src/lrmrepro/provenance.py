@@ -64,12 +64,17 @@ def gpu_names() -> list[str]:
             return []
         except Exception:  # broken CUDA install: report no GPU rather than fail provenance
             return []
+    return nvidia_smi("name")
+
+
+def nvidia_smi(field: str) -> list[str]:
+    """One ``nvidia-smi --query-gpu`` field, a value per GPU; empty without nvidia-smi or when it fails."""
     import shutil
 
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=20)
         return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
     except (OSError, subprocess.SubprocessError):
@@ -78,17 +83,7 @@ def gpu_names() -> list[str]:
 
 def gpu_driver() -> str | None:
     """The NVIDIA driver version (recorded; it may differ between node types of one study)."""
-    import shutil
-
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-        return lines[0] if out.returncode == 0 and lines else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    return (nvidia_smi("driver_version") or [None])[0]
 
 
 def torch_cuda() -> str | None:

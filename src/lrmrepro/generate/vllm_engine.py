@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..precision import load_dtype
+from ..provenance import gpu_driver
 from .common import TOP_K, Decoding
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,9 @@ def gpu_info() -> dict[str, Any]:
         "gpu_names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "cuda_runtime": torch.version.cuda,
     }
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        if out.returncode == 0 and out.stdout.strip():
-            info["gpu_driver"] = out.stdout.splitlines()[0].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    driver = gpu_driver()
+    if driver:
+        info["gpu_driver"] = driver
     return info
 
 
