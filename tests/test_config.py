@@ -203,19 +203,24 @@ def test_study_file_replaces_defaults_and_overrides_merge(tmp_path):
 
 
 def test_scoring_policy_default_and_conflict_on_a_shared_run(cfg):
-    from lrmrepro.config import scoring_policies
+    from lrmrepro.study import Study, StudyError
 
     c = validate_config(cfg)
     assert {e["scoring"] for e in c["experiments"].values()} == {"strict"}  # the default
     cfg["experiments"]["compression"]["scoring"] = "lenient"
     # precision_grid and compression share the bf16 / p1 / bs16 / greedy runs of the uncompressed model
-    with pytest.raises(ConfigError, match=r"experiments\.compression\.scoring: 'lenient', but experiment "
-                                          r"'precision_grid' sets 'strict' .*results/generations/default/none/arith/"
-                                          r"bf16/transformers-p1-bs16-auto/greedy"):
-        validate_config(cfg)
+    with pytest.raises(StudyError, match=r"experiments\.compression\.scoring: 'lenient', but experiment "
+                                         r"'precision_grid' sets 'strict' .*results/generations/default/none/arith/"
+                                         r"bf16/transformers-p1-bs16-auto/greedy"):
+        Study(validate_config(cfg))
+    # the same refusal where hardware labels only coincide once `auto` is resolved
+    cfg["experiments"]["precision_grid"]["hardware"] = ["cpu-x"]
+    Study(validate_config(cfg))
+    with pytest.raises(StudyError, match="transformers-p1-bs16-cpu-x/greedy"):
+        Study(validate_config(cfg), resolve_hardware=lambda h: "cpu-x")
     cfg["experiments"]["precision_grid"]["scoring"] = "lenient"
     cfg["experiments"]["sampling_grid"]["scoring"] = "lenient"
-    policies = scoring_policies(validate_config(cfg))
+    policies = Study(validate_config(cfg)).scoring_policies
     assert set(policies.values()) == {"lenient"}
     cfg["experiments"]["compression"]["scoring"] = "generous"
     with pytest.raises(ConfigError, match="strict, lenient"):

@@ -2,7 +2,8 @@
 
 ``validate_config`` checks ``config.yaml`` against ``schemas/config.schema.yaml`` and fills in the schema's
 defaults; an error names the key (as a dotted path) and the allowed values. ``load_study`` reads a study's files
-the way the workflow does. The grid the configuration describes (runs, engines) is :mod:`lrmrepro.runs`.
+the way the workflow does. The grid the configuration describes (experiments, runs, engines, each run's scoring
+policy) is a :class:`lrmrepro.study.Study` built from the validated configuration.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import jsonschema
 import yaml
 
-from .runs import Run, expand_runs
+from .runs import is_greedy
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
@@ -111,7 +112,6 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, *, work
         raise ConfigError(_explain(best))
     _fill_defaults(config, schema, schema)
     _check_references(config)
-    scoring_policies(config)
     _check_recipes(config)
     _check_importance(config)
     if workdir is not None:
@@ -182,7 +182,7 @@ def _check_references(config: dict) -> None:
                                   f"stats: true; allowed values: {', '.join(stats_exps) or '(none)'}")
         for dname in exp["decoding"]:
             d = config["decoding"][dname]
-            if d["temperature"] == 0 and d["n"] != 1:
+            if is_greedy(d["temperature"]) and d["n"] != 1:
                 raise ConfigError(f"config key decoding.{dname}.n: greedy decoding (temperature 0) needs n = 1")
 
 
@@ -313,23 +313,6 @@ def load_config(path: str | Path) -> dict:
     return load_study([path])
 
 
-def scoring_policies(config: dict, resolve_hardware: Callable[[str], str] = lambda h: h) -> dict[Run, str]:
-    """The scoring policy (``experiments.<name>.scoring``) of every run. A run shared by experiments that set
-    different policies is refused (ConfigError naming both experiments and the run's folder): its one
-    ``scores.parquet`` cannot follow both."""
-    policies: dict[Run, tuple[str, str]] = {}
-    for name, exp in config["experiments"].items():
-        policy = exp["scoring"]
-        for run in expand_runs(config, name, resolve_hardware):
-            first = policies.setdefault(run, (name, policy))
-            if first[1] != policy:
-                raise ConfigError(
-                    f"config key experiments.{name}.scoring: {policy!r}, but experiment {first[0]!r} sets "
-                    f"{first[1]!r} and both contain the run {run.folder}; a run is scored once: give both "
-                    "experiments the same scoring policy")
-    return {run: policy for run, (_, policy) in policies.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m lrmrepro.config [FILE ...]``: check a study's configuration without Snakemake (the same checks the
     workflow makes before planning any job), e.g. before submitting it to a cluster."""
@@ -340,13 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("files", nargs="*", default=["config.yaml"], help="config files, merged in order (default: config.yaml)")
     p.add_argument("--workdir", default=".", help="where the workflow will run (benchmark paths are relative to it)")
     args = p.parse_args(argv)
+    from .study import Study, StudyError
+
     try:
-        cfg = load_study(args.files, workdir=args.workdir)
-    except ConfigError as err:
+        study = Study(load_study(args.files, workdir=args.workdir))
+    except (ConfigError, StudyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    runs = expand_runs(cfg)
-    print(f"{', '.join(args.files)}: valid; {len(cfg['experiments'])} experiments, {len(runs)} generation runs")
+    print(f"{', '.join(args.files)}: valid; {len(study.experiments)} experiments, {len(study.runs)} generation runs")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any, Iterable
 
 
 def vllm_python(basedir: str | Path) -> str:
@@ -54,3 +55,25 @@ def missing_environments(needed: dict[str, list[str]]) -> list[str]:
                         f"{var}={python or '(unset)'} does not exist: create it with `{how}`, or set {var} to a "
                         f"python that has it")
     return messages
+
+
+def needed_environments(jobs: Iterable[Any], engines: Iterable[Any], config: dict[str, Any],
+                        recipes_dir: str | Path) -> dict[str, list[str]]:
+    """The extra environments (:data:`EXTRA_ENVIRONMENTS`) that Snakemake ``jobs`` run in: the engine rules of vLLM
+    ``engines`` (rules ``generate_<slug>``), vLLM preflights, and compressions whose recipe runs with GPTQModel."""
+    from .compress.recipes import load_recipe, recipe_backend
+
+    vllm_rules = {f"generate_{e.slug}": e.slug for e in engines if e.backend.startswith("vllm")}
+    needed: dict[str, list[str]] = {}
+    for job in jobs:
+        name = job.rule.name
+        if name in vllm_rules:
+            needed.setdefault("vllm", []).append(vllm_rules[name])
+        elif name == "preflight_vllm":
+            needed.setdefault("vllm", []).append(f"preflight {job.wildcards.backend}/{job.wildcards.hardware}")
+        elif name == "compress":
+            compression = job.wildcards.compressed
+            recipe = load_recipe(config["compressions"][compression]["recipe"], Path(recipes_dir))
+            if recipe_backend(recipe) == "gptqmodel":
+                needed.setdefault("gptqmodel", []).append(compression)
+    return needed

@@ -39,6 +39,11 @@ class HardwareMismatch(RuntimeError):
     pass
 
 
+def on_cpu(label: str) -> bool:
+    """A CPU's label (``cpu-<model>``); any other label names a GPU type (which SLURM jobs then request)."""
+    return label.startswith("cpu-")
+
+
 def slug(device: str, gpu: bool) -> str:
     """The detected label of a device name: ``gpu-`` or ``cpu-`` and the name without vendor noise, as a slug."""
     name = re.sub(r"\(R\)|\(TM\)|CPU|Processor|NVIDIA|@.*$", "", device, flags=re.I)

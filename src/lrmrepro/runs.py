@@ -21,8 +21,15 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 #: a model's checkpoint folder: ``none`` is the uncompressed model, any other compression a compressed variant
 CHECKPOINT = "results/models/{model}/{compression}"
+#: a task's evaluation items (rule prepare_task)
+TASK_ITEMS = "results/tasks/{task}.parquet"
 #: the generation backends (``vllm_batch_invariant``: vLLM with ``VLLM_BATCH_INVARIANT=1``); the schema's enum equals it
 BACKENDS = ("transformers", "vllm", "vllm_batch_invariant")
+
+
+def is_greedy(temperature: float) -> bool:
+    """Decoding at temperature 0 is greedy (argmax; ``n`` must then be 1): the one place this is decided."""
+    return temperature == 0
 
 
 @dataclass(frozen=True)

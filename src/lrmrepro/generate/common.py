@@ -19,6 +19,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from .. import io
+from ..runs import is_greedy
 
 TOP_K = 5
 
@@ -64,7 +65,7 @@ class Decoding:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        return is_greedy(self.temperature)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

