@@ -1,9 +1,10 @@
 """Configuration: loading (strict YAML), schema validation with readable errors, defaults, cross-references.
 
 ``validate_config`` checks ``config.yaml`` against ``schemas/config.schema.yaml`` and fills in the schema's
-defaults; an error names the key (as a dotted path) and the allowed values. ``load_study`` reads a study's files
-the way the workflow does. The grid the configuration describes (experiments, runs, engines, each run's scoring
-policy) is a :class:`lrmrepro.study.Study` built from the validated configuration.
+defaults, and a task's ``prompt_style`` and ``max_new_tokens`` from its record (:mod:`lrmrepro.tasks.registry`); an
+error names the key (as a dotted path) and the allowed values. ``load_study`` reads a study's files the way the
+workflow does. The grid the configuration describes (experiments, runs, engines, each run's scoring policy) is a
+:class:`lrmrepro.study.Study` built from the validated configuration.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import jsonschema
 import yaml
 
 from .runs import is_greedy
+from .tasks import registry
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
@@ -112,6 +114,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, *, work
         raise ConfigError(_explain(best))
     _fill_defaults(config, schema, schema)
     _check_references(config)
+    _fill_task_defaults(config)
     _check_recipes(config)
     _check_importance(config)
     if workdir is not None:
@@ -163,10 +166,14 @@ def _check_references(config: dict) -> None:
         if m["source"] == "embedded":
             _check_embedded(name, config["train"])
     for name, t in tasks.items():
-        if t["source"] == "synthetic" and t.get("generator", name) not in ("arith", "timeline", "logic", "multihop"):
+        if t["source"] == "synthetic" and t.get("generator", name) not in registry.GENERATORS:
             raise ConfigError(
                 f"config key tasks.{name}.generator: {t.get('generator', name)!r} is not a synthetic generator; "
-                "allowed values: arith, timeline, logic, multihop")
+                f"allowed values: {', '.join(registry.generator_names())}")
+        if t["source"] == "benchmark" and t.get("benchmark", name) not in registry.BENCHMARKS:
+            raise ConfigError(
+                f"config key tasks.{name}.benchmark: {t.get('benchmark', name)!r} is not a benchmark; "
+                f"allowed values: {', '.join(registry.benchmark_names())}")
     for ename, exp in config["experiments"].items():
         for key, allowed in (("models", list(models)), ("tasks", list(tasks)), ("compressions", comps),
                              ("decoding", list(config["decoding"]))):
@@ -184,6 +191,15 @@ def _check_references(config: dict) -> None:
             d = config["decoding"][dname]
             if is_greedy(d["temperature"]) and d["n"] != 1:
                 raise ConfigError(f"config key decoding.{dname}.n: greedy decoding (temperature 0) needs n = 1")
+
+
+def _fill_task_defaults(config: dict) -> None:
+    """``prompt_style`` and ``max_new_tokens`` of a task that does not set them: its record's
+    (:class:`lrmrepro.tasks.record.TaskRecord`; e.g. folio ``raw_think``), not one schema default for all."""
+    for name, t in config["tasks"].items():
+        record = registry.record_of(name, t)
+        t.setdefault("prompt_style", record.prompt_style)
+        t.setdefault("max_new_tokens", record.max_new_tokens)
 
 
 def _check_embedded(name: str, train: dict) -> None:

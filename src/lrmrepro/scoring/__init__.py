@@ -2,7 +2,8 @@
 
 ``score_text`` scores one text, ``score_table`` a whole generations table (scores schema of docs/architecture.md),
 ``scoring_stats`` the per-run figures of ``scores.meta.json``. Rules per answer format and the truncation policies
-(``strict``, ``lenient``) are in docs/tasks.md and in the docstrings of :mod:`.formats` and :mod:`.extract`.
+(``strict``, ``lenient``) are in docs/tasks.md and in the docstrings of :mod:`.formats` and :mod:`.extract`. Every
+answer format is one entry of :data:`.formats.FORMATS`; scoring dispatches through it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import dataclasses
 import json
 from typing import Any, Sequence
 
-from . import formats
 from .extract import EXTRACTION_RULES, POLICIES, search_segments, think_closed
-from .program import score_program
+from .formats import FORMATS, Item, get_format
 
-ANSWER_FORMATS = ("boxed_int", "boxed_math", "option_letter", "tfu", "short_text", "program")
+#: the answer formats' names, in registry order (:data:`.formats.FORMATS`)
+ANSWER_FORMATS = tuple(FORMATS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,38 +37,23 @@ def is_truncated(finish_reason: str | None) -> bool | None:
 
 def score_text(answer_format: str, text: str | None, gold: str, aliases: Sequence[str] = (),
                metadata: dict[str, Any] | None = None, *, allow_weak_sandbox: bool = False,
-               truncated: bool | None = False, policy: str = "strict") -> Score:
+               truncated: bool | None = False, policy: str = "strict", check_gold: bool = True) -> Score:
     """Score one generated ``text`` against ``gold`` (and ``aliases`` for short_text). ``metadata`` carries the test
     cases for ``program``. ``truncated``: the output hit max_new_tokens (None = unknown, scored as not truncated);
     under ``policy="strict"`` a truncated output that did not close its think block has no answer (rule
     ``truncated``), one that closed it is searched after ``</think>`` only; ``"lenient"`` ignores truncation.
     Malformed, empty or truncated text scores wrong; only an unknown format or policy, or a gold answer that does
-    not fit the format, raises ValueError."""
-    if answer_format not in ANSWER_FORMATS:
-        raise ValueError(f"unknown answer_format {answer_format!r}; allowed: {', '.join(ANSWER_FORMATS)}")
+    not fit the format, raises ValueError (``check_gold=False``: the caller checked the gold answer already; the
+    items of a task are checked when they are built, :mod:`lrmrepro.tasks.prepare`)."""
+    fmt = get_format(answer_format)
     text = text if isinstance(text, str) else ""
     segs = search_segments(text, truncated, policy)
-    letters = (metadata or {}).get("letters", "ABCD")
-    formats.check_gold(answer_format, gold, letters)  # a gold answer that does not fit raises, truncated or not
-    if segs is None:  # strict policy: truncated inside the reasoning, no answer
-        return Score(None, False, *((0.0, 0.0) if answer_format == "short_text" else (None, None)), rule="truncated")
-    if answer_format == "boxed_int":
-        ext, ok, rule = formats.score_boxed_int(segs, gold)
-        return Score(ext, ok, rule=rule)
-    if answer_format == "boxed_math":
-        ext, ok, rule = formats.score_boxed_math(segs, gold)
-        return Score(ext, ok, rule=rule)
-    if answer_format == "option_letter":
-        ext, ok, rule = formats.score_option_letter(segs, gold, letters)
-        return Score(ext, ok, rule=rule)
-    if answer_format == "tfu":
-        ext, ok, rule = formats.score_tfu(segs, gold)
-        return Score(ext, ok, rule=rule)
-    if answer_format == "short_text":
-        ext, em, f1, rule = formats.score_short_text(segs, gold, aliases, truncated)
-        return Score(ext, em == 1.0, em, f1, rule)
-    ext, ok, rule = score_program(segs, metadata, allow_weak_sandbox)
-    return Score(ext, ok, rule=rule)
+    item = Item(aliases=tuple(aliases), metadata=metadata or {}, truncated=truncated,
+                allow_weak_sandbox=allow_weak_sandbox)
+    if check_gold:  # a gold answer that does not fit raises, truncated or not
+        fmt.check_gold(gold, item)
+    j = fmt.unanswered("truncated") if segs is None else fmt.score(segs, gold, item)  # None: strict, truncated
+    return Score(j.extracted, j.correct, j.em, j.f1, j.rule)
 
 
 SCORES_SCHEMA = {
@@ -94,14 +80,18 @@ def score_table(items: Any, generations: Any, *, allow_weak_sandbox: bool = Fals
     by_id = {r["id"]: r for r in items.select("id", "gold", "aliases", "answer_format", "metadata").iter_rows(named=True)}
     cols = ["id", "sample_idx", "text"] + (["finish_reason"] if "finish_reason" in generations.columns else [])
     rows = []
+    metas: dict[str, dict[str, Any]] = {}  # per item: metadata parsed and gold answer checked once, not per row
     for g in generations.select(cols).iter_rows(named=True):
         item = by_id.get(g["id"])
         if item is None:
             raise ValueError(f"generation id {g['id']!r} is not in the task items")
-        meta = json.loads(item["metadata"]) if item["metadata"] else {}
+        meta = metas.get(g["id"])
+        if meta is None:
+            meta = metas[g["id"]] = json.loads(item["metadata"]) if item["metadata"] else {}
+            get_format(item["answer_format"]).check_gold(item["gold"], Item(metadata=meta))
         trunc = is_truncated(g.get("finish_reason"))
         s = score_text(item["answer_format"], g["text"], item["gold"], item["aliases"] or (), meta,
-                       allow_weak_sandbox=allow_weak_sandbox, truncated=trunc, policy=policy)
+                       allow_weak_sandbox=allow_weak_sandbox, truncated=trunc, policy=policy, check_gold=False)
         rows.append({"id": g["id"], "sample_idx": g["sample_idx"], "extracted": s.extracted, "correct": s.correct,
                      "em": s.em, "f1": s.f1, "truncated": trunc, "think_closed": think_closed(g["text"]),
                      "extraction_rule": s.rule})
@@ -131,5 +121,5 @@ def scoring_stats(scores: Any, policy: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["ANSWER_FORMATS", "EXTRACTION_RULES", "POLICIES", "SCORES_SCHEMA", "Score", "is_truncated",
+__all__ = ["ANSWER_FORMATS", "EXTRACTION_RULES", "FORMATS", "POLICIES", "SCORES_SCHEMA", "Score", "is_truncated",
            "score_table", "score_text", "scoring_stats"]

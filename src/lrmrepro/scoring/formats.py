@@ -1,19 +1,34 @@
-"""One scorer per answer format. Each takes the segments to search (:func:`.extract.search_segments`: after
-``</think>`` first, then the whole text, under the truncation policy) and the gold answer and returns
-``(extracted, correct, rule)``; ``rule`` is the extraction rule that fired (:data:`.extract.EXTRACTION_RULES`).
-None raises on malformed or truncated text (no answer found -> ``(None, False, "none")``). Emphasis is stripped
-(:func:`.extract.strip_emphasis`) from each segment before any rule looks at it."""
+"""The answer formats, one registry entry each (:data:`FORMATS`): how a format's answer is extracted from a
+generation, normalised, compared with the gold answer, and how a gold answer of the format is checked.
+
+An entry is a subclass of :class:`AnswerFormat` registered with :func:`register`; scoring
+(:func:`lrmrepro.scoring.score_text`) dispatches through it, and the task records (:mod:`lrmrepro.tasks.registry`)
+name a format by its key. A format's gold rule (:meth:`AnswerFormat.check_gold`) is its entry of
+:data:`lrmrepro.tasks.gold.GOLD_RULES`, which task preparation checks every item with: it lives in the task stage
+so that editing a scorer never reruns task preparation and generation (:mod:`lrmrepro.tasks.gold`). Adding a format
+is one class here and its gold rule there (+ its test; tests/test_registries.py checks both name the same formats).
+
+The extraction helpers below each take the segments to search (:func:`.extract.search_segments`: after
+``</think>`` first, then the whole text, under the truncation policy) and return ``(extracted, rule)``; ``rule`` is
+the extraction rule that fired (:data:`.extract.EXTRACTION_RULES`). None raises on malformed or truncated text (no
+answer found -> ``(None, "none")``). Emphasis is stripped (:func:`.extract.strip_emphasis`) from each segment before
+any rule looks at it."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import threading
 from fractions import Fraction
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 from .extract import (ANSWER_ANCHOR_RE, anchored_answers, boxed_contents, boxed_spans, fallback_line, last_boxed,
                       strip_emphasis, unwrap_latex_text)
+from .program import extract_program_from, run_tests, test_limits
+from .squad import best_em_f1, normalize_answer
+from ..tasks import gold as gold_rules
+from ..tasks.gold import GoldAnswerError
 
 
 def _stripped(segs: Sequence[str]) -> Iterator[str]:
@@ -56,15 +71,6 @@ def extract_int(segs: Sequence[str]) -> tuple[str | None, str]:
             if m:
                 return m.group(0), "anchor"
     return None, "none"
-
-
-def score_boxed_int(segs: Sequence[str], gold: str) -> tuple[str | None, bool, str]:
-    """:func:`extract_int`, compared as integers (:func:`normalize_int`)."""
-    g = normalize_int(gold)
-    if g is None:
-        raise ValueError(f"boxed_int gold answer {gold!r} is not an integer")
-    cand, rule = extract_int(segs)
-    return cand, cand is not None and normalize_int(cand) == g, rule
 
 
 # ------------------------------------------------------------------------------------------------ math (math-verify)
@@ -154,12 +160,6 @@ def extract_math(segs: Sequence[str]) -> tuple[str | None, str]:
     return None, "none"
 
 
-def score_boxed_math(segs: Sequence[str], gold: str) -> tuple[str | None, bool, str]:
-    """:func:`extract_math`; equivalence by :func:`math_equal`."""
-    cand, rule = extract_math(segs)
-    return cand, cand is not None and math_equal(cand, gold), rule
-
-
 # ------------------------------------------------------------------------------------------------ True/False/Uncertain
 _TFU = {"true": "True", "false": "False", "uncertain": "Uncertain", "unknown": "Uncertain"}
 _TFU_WORD_RE = re.compile(r"\b(true|false|uncertain|unknown)\b", re.IGNORECASE)
@@ -190,14 +190,6 @@ def extract_tfu(segs: Sequence[str]) -> tuple[str | None, str]:
         if words:
             return _TFU[words[-1].lower()], "last_mention"
     return None, "none"
-
-
-def score_tfu(segs: Sequence[str], gold: str) -> tuple[str | None, bool, str]:
-    g = normalize_tfu(gold)
-    if g is None:
-        raise ValueError(f"tfu gold answer {gold!r} is not True, False or Uncertain")
-    lab, rule = extract_tfu(segs)
-    return lab, lab is not None and lab == g, rule
 
 
 # ------------------------------------------------------------------------------------------------ option letters
@@ -235,25 +227,6 @@ def extract_letter(segs: Sequence[str], letters: str = "ABCD") -> tuple[str | No
     return None, "none"
 
 
-def score_option_letter(segs: Sequence[str], gold: str, letters: str = "ABCD") -> tuple[str | None, bool, str]:
-    """:func:`extract_letter`; the extracted answer is written ``(X)``."""
-    g = normalize_letter(gold, letters)
-    if g is None:
-        raise ValueError(f"option_letter gold answer {gold!r} is not one of ({'), ('.join(letters)})")
-    lab, rule = extract_letter(segs, letters)
-    return (f"({lab})" if lab else None), lab is not None and lab == g, rule
-
-
-def check_gold(answer_format: str, gold: str, letters: str = "ABCD") -> None:
-    """Raise ValueError when ``gold`` does not fit ``answer_format`` (integer, label, option letter)."""
-    if answer_format == "boxed_int" and normalize_int(gold) is None:
-        raise ValueError(f"boxed_int gold answer {gold!r} is not an integer")
-    if answer_format == "tfu" and normalize_tfu(gold) is None:
-        raise ValueError(f"tfu gold answer {gold!r} is not True, False or Uncertain")
-    if answer_format == "option_letter" and normalize_letter(gold, letters) is None:
-        raise ValueError(f"option_letter gold answer {gold!r} is not one of ({'), ('.join(letters)})")
-
-
 # ------------------------------------------------------------------------------------------------ short text
 def extract_short_text_rule(segs: Sequence[str], truncated: bool | None = False) -> tuple[str | None, str]:
     """Per segment, the later of the last ``\\boxed{}`` and the last ``Answer:``/``answer is`` line; in the first
@@ -285,12 +258,200 @@ def extract_short_text(text: str) -> str | None:
     return extract_short_text_rule(segments(text or ""))[0]
 
 
-def score_short_text(segs: Sequence[str], gold: str, aliases: Sequence[str] = (),
-                     truncated: bool | None = False) -> tuple[str | None, float, float, str]:
-    from .squad import best_em_f1
+# ================================================================================================ the registry
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """What a format may need to know about the item beside its gold answer: ``aliases`` (short_text),
+    ``metadata`` (the item's metadata: ``letters`` for option_letter, default ``ABCD``; ``tests``/``fn_name`` for
+    program), ``truncated`` (the output hit max_new_tokens; None = unknown), ``allow_weak_sandbox`` (program)."""
 
-    ext, rule = extract_short_text_rule(segs, truncated)
-    if ext is None:
-        return None, 0.0, 0.0, rule
-    em, f1 = best_em_f1(ext, [gold, *aliases])
-    return ext, em, f1, rule
+    aliases: Sequence[str] = ()
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    truncated: bool | None = False
+    allow_weak_sandbox: bool = False
+
+    @property
+    def letters(self) -> str:
+        return self.metadata.get("letters", "ABCD")
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """One scored answer: ``extracted`` (None when no answer was found), ``correct``, ``em``/``f1`` (graded formats
+    only, else None) and the extraction ``rule`` that fired."""
+
+    extracted: str | None
+    correct: bool
+    em: float | None = None
+    f1: float | None = None
+    rule: str = "none"
+
+
+class AnswerFormat:
+    """One answer format: a subclass sets ``name`` and defines :meth:`extract`, :meth:`normalise` and
+    :meth:`compare`; :meth:`check_gold` applies the format's gold rule (:data:`lrmrepro.tasks.gold.GOLD_RULES`, the
+    rule task preparation checks every item with). ``graded``: the format reports ``em``/``f1`` (0 without an
+    answer)."""
+
+    name: ClassVar[str]
+    graded: ClassVar[bool] = False
+
+    def extract(self, segs: Sequence[str], item: Item) -> tuple[str | None, str]:
+        """``(extracted, rule)`` from the segments to search; ``(None, "none")`` when no rule fires."""
+        raise NotImplementedError
+
+    def normalise(self, answer: str | None, item: Item) -> Any:
+        """The comparable form of an answer (extracted or gold); None when it is not an answer of this format."""
+        return answer
+
+    def compare(self, extracted: str, gold: str, item: Item) -> tuple[bool, float | None, float | None]:
+        """``(correct, em, f1)`` of an extracted answer against the gold answer."""
+        raise NotImplementedError
+
+    def check_gold(self, gold: str, item: Item) -> None:
+        """Raise :class:`GoldAnswerError` (a ValueError) when ``gold`` is not a gold answer of this format."""
+        gold_rules.check_gold(self.name, gold, item.metadata)
+
+    def unanswered(self, rule: str) -> Judgement:
+        return Judgement(None, False, *((0.0, 0.0) if self.graded else (None, None)), rule=rule)
+
+    def score(self, segs: Sequence[str], gold: str, item: Item) -> Judgement:
+        extracted, rule = self.extract(segs, item)
+        if extracted is None:
+            return self.unanswered(rule)
+        return Judgement(extracted, *self.compare(extracted, gold, item), rule=rule)
+
+    def _gold(self, gold: str, item: Item) -> Any:
+        """The normalised gold answer; one that does not normalise raises (a cheap assertion: items are checked
+        when they are built)."""
+        g = self.normalise(gold, item)
+        if g is None:
+            self.check_gold(gold, item)
+            raise GoldAnswerError(f"{self.name} gold answer {gold!r} does not normalise")
+        return g
+
+
+FORMATS: dict[str, AnswerFormat] = {}
+
+
+def register(cls: type[AnswerFormat]) -> type[AnswerFormat]:
+    """Class decorator: add the format to :data:`FORMATS` under its ``name``."""
+    if cls.name in FORMATS:
+        raise ValueError(f"answer format {cls.name!r} is registered twice")
+    FORMATS[cls.name] = cls()
+    return cls
+
+
+def get_format(name: str) -> AnswerFormat:
+    if name not in FORMATS:
+        raise ValueError(f"unknown answer_format {name!r}; allowed: {', '.join(FORMATS)}")
+    return FORMATS[name]
+
+
+def check_gold(answer_format: str, gold: str, letters: str = "ABCD") -> None:
+    """Raise ValueError when ``gold`` does not fit ``answer_format`` (:meth:`AnswerFormat.check_gold`)."""
+    get_format(answer_format).check_gold(gold, Item(metadata={"letters": letters}))
+
+
+@register
+class BoxedInt(AnswerFormat):
+    """:func:`extract_int`, compared as integers (:func:`normalize_int`)."""
+
+    name = "boxed_int"
+
+    def extract(self, segs, item):
+        return extract_int(segs)
+
+    def normalise(self, answer, item):
+        return normalize_int(answer)
+
+    def compare(self, extracted, gold, item):
+        return self.normalise(extracted, item) == self._gold(gold, item), None, None
+
+
+@register
+class BoxedMath(AnswerFormat):
+    """:func:`extract_math`; equivalence by :func:`math_equal` (whose first test is the whitespace/``\\text``
+    normalisation of :meth:`normalise`)."""
+
+    name = "boxed_math"
+
+    def extract(self, segs, item):
+        return extract_math(segs)
+
+    def normalise(self, answer, item):
+        return _strip_spaces(answer) if answer is not None else None
+
+    def compare(self, extracted, gold, item):
+        return math_equal(extracted, gold), None, None
+
+
+@register
+class OptionLetter(AnswerFormat):
+    """:func:`extract_letter` over the item's ``letters``; the extracted answer is written ``(X)``."""
+
+    name = "option_letter"
+
+    def extract(self, segs, item):
+        lab, rule = extract_letter(segs, item.letters)
+        return (f"({lab})" if lab else None), rule
+
+    def normalise(self, answer, item):
+        return normalize_letter(answer, item.letters)
+
+    def compare(self, extracted, gold, item):
+        return self.normalise(extracted, item) == self._gold(gold, item), None, None
+
+
+@register
+class TrueFalseUncertain(AnswerFormat):
+    """:func:`extract_tfu`; labels compared after :func:`normalize_tfu` (``Unknown`` = ``Uncertain``)."""
+
+    name = "tfu"
+
+    def extract(self, segs, item):
+        return extract_tfu(segs)
+
+    def normalise(self, answer, item):
+        return normalize_tfu(answer)
+
+    def compare(self, extracted, gold, item):
+        return self.normalise(extracted, item) == self._gold(gold, item), None, None
+
+
+@register
+class ShortText(AnswerFormat):
+    """:func:`extract_short_text_rule`; EM and F1 after SQuAD normalisation (:meth:`normalise`), the best over the
+    gold answer and its aliases."""
+
+    name, graded = "short_text", True
+
+    def extract(self, segs, item):
+        return extract_short_text_rule(segs, item.truncated)
+
+    def normalise(self, answer, item):
+        return normalize_answer(answer) if answer is not None else None
+
+    def compare(self, extracted, gold, item):
+        em, f1 = best_em_f1(extracted, [gold, *item.aliases])
+        return em == 1.0, em, f1
+
+
+@register
+class Program(AnswerFormat):
+    """The last fenced block (:func:`.program.extract_program_from`, rule ``code_block``), run in the sandbox
+    against the item's test cases (``metadata["tests"]``): correct when every test passes. The tests are the gold
+    answer; the ``gold`` field is unused (empty)."""
+
+    name = "program"
+
+    def extract(self, segs, item):
+        code = extract_program_from(segs)
+        return code, ("code_block" if code is not None else "none")
+
+    def compare(self, extracted, gold, item):
+        meta = dict(item.metadata)
+        if not meta.get("tests"):
+            return False, None, None
+        passed, total = run_tests(extracted, meta, test_limits(meta, item.allow_weak_sandbox))
+        return passed == total, None, None

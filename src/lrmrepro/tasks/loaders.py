@@ -1,11 +1,12 @@
 """Real benchmark loaders: one function per benchmark turns the raw rows (a local file or a Hugging Face dataset) into
-the task-items schema (docs/architecture.md, "Task items"). Per-task question layouts and gold formats are described
-in docs/tasks.md."""
+the task-items schema (docs/architecture.md, "Task items"); :data:`BENCHMARKS` holds one record per benchmark
+(:class:`lrmrepro.tasks.record.TaskRecord`: loader, default dataset version, answer format, default prompt style and
+token budget). Adding a benchmark is one record there plus its loader function. Per-task question layouts and gold
+formats are described in docs/tasks.md."""
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import json
 import logging
@@ -14,38 +15,18 @@ import random
 import re
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import polars as pl
 
 from ..io import file_sha256
 from .items import items_frame
+from .record import TaskRecord
 
 
 class BenchmarkUnavailable(RuntimeError):
     """The benchmark's data cannot be loaded (no local file given, hub unreachable and not cached)."""
 
-
-@dataclasses.dataclass(frozen=True)
-class BenchmarkSpec:
-    answer_format: str
-    hub: str
-    split: str
-    config: str | None
-    prompt_style: str  # default prompt style (src/lrmrepro/prompts.py)
-
-
-BENCHMARKS: dict[str, BenchmarkSpec] = {
-    "aime24": BenchmarkSpec("boxed_int", "Maxwell-Jia/AIME_2024", "train", None, "chat_boxed"),
-    "math500": BenchmarkSpec("boxed_math", "HuggingFaceH4/MATH-500", "test", None, "chat_boxed"),
-    "gsm8k": BenchmarkSpec("boxed_int", "openai/gsm8k", "test", "main", "chat_boxed"),
-    "folio": BenchmarkSpec("tfu", "yale-nlp/FOLIO", "validation", None, "raw_think"),
-    "temporal": BenchmarkSpec("option_letter", "lukaemon/bbh", "test", "temporal_sequences", "raw_think"),
-    "musique": BenchmarkSpec("short_text", "dgslibisey/MuSiQue", "validation", None, "raw_think"),
-    "livecodebench": BenchmarkSpec("program", "livecodebench/code_generation_lite", "test", None, "chat_boxed"),
-}
-
-MUSIQUE_SAMPLE = 100
 
 log = logging.getLogger(__name__)
 
@@ -258,10 +239,32 @@ def _livecodebench(rows, opts):
                             "platform": _get(r, "platform"), "contest_date": date}}
 
 
-_BUILDERS: dict[str, Callable[[list[dict[str, Any]], dict[str, Any]], Iterable[dict[str, Any]]]] = {
-    "aime24": _aime24, "math500": _math500, "gsm8k": _gsm8k, "folio": _folio, "temporal": _temporal,
-    "musique": _musique, "livecodebench": _livecodebench,
-}
+def _lcb_hub_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """LiveCodeBench's hub dataset takes the release as ``version_tag``."""
+    return {"version_tag": opts["release"]} if opts.get("release") else {}
+
+
+#: musique: ``n`` (default this many) is a seeded random sample of the answerable questions
+MUSIQUE_SAMPLE = 100
+
+#: one record per benchmark: everything the workflow knows about it (lrmrepro.tasks.record.TaskRecord)
+BENCHMARKS: dict[str, TaskRecord] = {r.name: r for r in [
+    TaskRecord("aime24", "benchmark", "boxed_int", _aime24, "chat_boxed", hub="Maxwell-Jia/AIME_2024", split="train",
+               like="AIME 2024"),
+    TaskRecord("math500", "benchmark", "boxed_math", _math500, "chat_boxed", hub="HuggingFaceH4/MATH-500",
+               split="test", like="MATH-500"),
+    TaskRecord("gsm8k", "benchmark", "boxed_int", _gsm8k, "chat_boxed", hub="openai/gsm8k", split="test",
+               config="main", like="GSM8K"),
+    TaskRecord("folio", "benchmark", "tfu", _folio, "raw_think", hub="yale-nlp/FOLIO", split="validation",
+               like="FOLIO"),
+    TaskRecord("temporal", "benchmark", "option_letter", _temporal, "raw_think", hub="lukaemon/bbh", split="test",
+               config="temporal_sequences", like="BIG-Bench Hard temporal_sequences"),
+    TaskRecord("musique", "benchmark", "short_text", _musique, "raw_think", hub="dgslibisey/MuSiQue",
+               split="validation", sample=MUSIQUE_SAMPLE, like="MuSiQue"),
+    TaskRecord("livecodebench", "benchmark", "program", _livecodebench, "chat_boxed",
+               hub="livecodebench/code_generation_lite", split="test", hub_options=_lcb_hub_options,
+               like="LiveCodeBench"),
+]}
 
 
 def load_benchmark(name: str, source: dict[str, Any], *, seed: int = 0, limit: int | None = None,
@@ -281,8 +284,9 @@ def load_benchmark_with_source(name: str, source: dict[str, Any], *, seed: int =
 
     ``source``: ``{"path": file}`` (.jsonl/.json/.parquet in the benchmark's published row format) or
     ``{"hub": dataset id, "split": ..., "config": ...}`` (defaults from ``BENCHMARKS``; ``{}`` = the default hub id).
-    ``limit``: the first ``limit`` items in source order; for ``musique`` it is the size of a seeded random sample
-    (``random.Random(seed).sample``, default 100, sorted back into source order).
+    ``limit``: the first ``limit`` items in source order; for a record with ``sample`` (``musique``) it is the size
+    of a seeded random sample (``random.Random(seed).sample``, default ``sample`` = 100, sorted back into source
+    order).
     ``options``: ``musique``: ``open_book`` (bool); ``livecodebench``: ``release`` (``release_v1``..``release_v6``,
     a contest-date cutoff), ``difficulty`` (list of easy/medium/hard), ``start_date``/``end_date`` (ISO dates).
 
@@ -304,8 +308,8 @@ def load_benchmark_with_source(name: str, source: dict[str, Any], *, seed: int =
             raise ValueError(f"benchmark {name!r}: unknown source keys {sorted(unknown)}; allowed: path, hub, split, config")
         extra = {"revision": source["revision"]} if "revision" in source else {}
         hub = source.get("hub", spec.hub)
-        if name == "livecodebench" and opts.get("release"):
-            extra["version_tag"] = opts["release"]
+        if spec.hub_options is not None:
+            extra.update(spec.hub_options(opts))
         split, config = source.get("split", spec.split), source.get("config", spec.config)
         rows, resolved = _read_hub(name, hub, split, config, extra)
         info = {"source": "hub", "id": hub, "split": split, "config": config, "revision": source.get("revision"),
@@ -317,9 +321,9 @@ def load_benchmark_with_source(name: str, source: dict[str, Any], *, seed: int =
             log.warning("folio: %s has 204 rows, the GitHub Yale-LILY/FOLIO data/v0.0 validation release; the "
                         "compression paper used the hub release yale-nlp/FOLIO (203 validation rows, different "
                         "stories): remove tasks.<name>.path to load it, or give a copy of it", source["path"])
-    items = list(_BUILDERS[name](rows, opts))
-    if name == "musique":
-        n = MUSIQUE_SAMPLE if limit is None else limit
+    items = list(spec.build(rows, opts))
+    if spec.sample is not None:
+        n = spec.sample if limit is None else limit
         if n < len(items):
             keep = sorted(random.Random(seed).sample(range(len(items)), n))
             items = [items[i] for i in keep]
@@ -332,6 +336,6 @@ def load_benchmark_with_source(name: str, source: dict[str, Any], *, seed: int =
     return items_frame([
         {"id": it["id"], "task": name, "question": it["question"], "gold": it["gold"],
          "aliases": it.get("aliases", []), "answer_format": spec.answer_format,
-         "metadata": json.dumps(it["metadata"], sort_keys=True)}
+         "metadata": json.dumps(spec.item_metadata(it["metadata"]), sort_keys=True)}
         for it in items
     ]), info

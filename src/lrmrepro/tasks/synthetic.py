@@ -1,6 +1,7 @@
 """Synthetic chain-of-thought tasks for the embedded default model.
 
-Four task families mirror the answer formats of the real benchmarks, so the same scorers serve both:
+Four task families mirror the answer formats of the real benchmarks, so the same scorers serve both (one record
+each, :data:`GENERATORS`: answer format, default prompt style and token budget):
 
 | task | like | answer format | final answer |
 |---|---|---|---|
@@ -41,8 +42,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence, TypeVar
 
-TASKS = ("arith", "timeline", "logic", "multihop")
-ANSWER_FORMATS = {"arith": "boxed_int", "timeline": "option_letter", "logic": "tfu", "multihop": "short_text"}
+from .record import TaskRecord
 
 _SYL = ["ka", "lo", "mi", "ra", "to", "ve", "zu", "ne", "pa", "si", "do", "fe", "gu", "ba", "ri", "mo", "te", "la", "no", "xi"]
 T = TypeVar("T")
@@ -89,7 +89,7 @@ class Example:
 
     @property
     def answer_format(self) -> str:
-        return ANSWER_FORMATS[self.task]
+        return GENERATORS[self.task].answer_format
 
     @property
     def final(self) -> str:
@@ -339,16 +339,32 @@ def multihop(rng: random.Random, world: World, people: list[str], chooser: Choos
 
 
 # --------------------------------------------------------------------------------------------- splits
-def _draw(task: str, split: str, world: World) -> Callable[[random.Random, Chooser | None], Example]:
+def _draw_multihop(split: str, world: World) -> Callable[[random.Random, Chooser | None], Example]:
     train_people, eval_people = world.split_people()
-    if task == "multihop":
-        people = train_people if split == "train" else eval_people
-        return lambda rng, ch: multihop(rng, world, people, chooser=ch)
-    if task == "logic":
-        avoid = frozenset(world.people)
-        return lambda rng, ch: logic(rng, chooser=ch, avoid_names=avoid)
-    fn = {"arith": arith, "timeline": timeline}[task]
-    return lambda rng, ch: fn(rng, chooser=ch)
+    people = train_people if split == "train" else eval_people
+    return lambda rng, ch: multihop(rng, world, people, chooser=ch)
+
+
+def _draw_logic(split: str, world: World) -> Callable[[random.Random, Chooser | None], Example]:
+    avoid = frozenset(world.people)
+    return lambda rng, ch: logic(rng, chooser=ch, avoid_names=avoid)
+
+
+#: one record per generator (lrmrepro.tasks.record.TaskRecord); ``build(split, world)`` gives the draw function
+GENERATORS: dict[str, TaskRecord] = {r.name: r for r in [
+    TaskRecord("arith", "synthetic", "boxed_int", lambda split, world: lambda rng, ch: arith(rng, chooser=ch),
+               like="AIME / MATH / GSM8K"),
+    TaskRecord("timeline", "synthetic", "option_letter",
+               lambda split, world: lambda rng, ch: timeline(rng, chooser=ch), like="BBH temporal_sequences"),
+    TaskRecord("logic", "synthetic", "tfu", _draw_logic, like="FOLIO"),
+    TaskRecord("multihop", "synthetic", "short_text", _draw_multihop, like="MuSiQue (closed book)"),
+]}
+#: the generator names, in record order (the embedded model's training order)
+TASKS = tuple(GENERATORS)
+
+
+def _draw(task: str, split: str, world: World) -> Callable[[random.Random, Chooser | None], Example]:
+    return GENERATORS[task].build(split, world)
 
 
 def make_split(task: str, n: int, seed: int, split: str, world: World | None = None,

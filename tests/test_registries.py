@@ -1,0 +1,177 @@
+"""The task records (lrmrepro.tasks.registry) and the answer-format registry (lrmrepro.scoring.formats.FORMATS) are
+the one home of their facts: the schema's enums, the docs' tables and the configuration's defaults say the same,
+and a bad gold answer fails task preparation (docs/architecture.md, "Where each fact lives")."""
+
+import copy
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lrmrepro.config import ConfigError, load_schema, validate_config
+from lrmrepro.prompts import PROMPT_STYLES
+from lrmrepro.scoring import ANSWER_FORMATS, score_text
+from lrmrepro.scoring.formats import FORMATS, AnswerFormat, Item
+from lrmrepro.tasks import loaders, registry, synthetic
+from lrmrepro.tasks.gold import GOLD_RULES, GoldAnswerError, check_gold
+from lrmrepro.tasks.prepare import prepare_items_with_source
+
+ROOT = Path(__file__).resolve().parents[1]
+FX = ROOT / "tests" / "fixtures" / "benchmarks"
+
+
+# ------------------------------------------------------------------------------------------------ schema and docs
+def test_schema_enums_are_the_registries():
+    tasks = load_schema()["properties"]["tasks"]["additionalProperties"]["properties"]
+    assert tasks["generator"]["enum"] == list(registry.generator_names())
+    assert tasks["benchmark"]["enum"] == list(registry.benchmark_names())
+    weights = load_schema()["properties"]["train"]["properties"]["task_weights"]
+    assert weights["propertyNames"]["enum"] == list(synthetic.TASKS)
+    assert tasks["prompt_style"]["enum"] == list(PROMPT_STYLES)
+    # the defaults are the records', not the schema's
+    assert "default" not in tasks["prompt_style"] and "default" not in tasks["max_new_tokens"]
+
+
+def _table(text: str, header_start: str) -> list[list[str]]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_docs_task_tables_are_the_records():
+    text = (ROOT / "docs" / "tasks.md").read_text()
+    rows = _table(text, "| task | default hub id")
+    assert [r[0] for r in rows] == list(registry.benchmark_names())
+    for name, where, _, fmt, style, tokens in rows:
+        rec = registry.BENCHMARKS[name]
+        inside = f"{rec.split}, {rec.config}" if rec.config else rec.split
+        assert where.startswith(f"{rec.hub} ({inside}"), (name, where)
+        assert (fmt, style, int(tokens)) == (f"`{rec.answer_format}`", rec.prompt_style, rec.max_new_tokens), name
+    rows = _table(text, "| generator | like")
+    assert [r[0] for r in rows] == list(registry.generator_names())
+    for name, like, fmt, style, tokens in rows:
+        rec = registry.GENERATORS[name]
+        assert (like, fmt, style, int(tokens)) == (rec.like, f"`{rec.answer_format}`", rec.prompt_style,
+                                                   rec.max_new_tokens), name
+
+
+def test_docs_answer_format_lists_are_the_registry():
+    rules = _table((ROOT / "docs" / "tasks.md").read_text(), "| format | extraction")
+    assert [r[0] for r in rules] == [f"`{f}`" for f in FORMATS]
+    items = _table((ROOT / "docs" / "architecture.md").read_text(), "| column | type | meaning |")
+    listed = next(r[2] for r in items if r[0] == "`answer_format`")
+    assert re.findall(r"`(\w+)`", listed) == list(FORMATS)
+
+
+# ------------------------------------------------------------------------------------------------ the registries
+def test_every_record_names_a_format_and_a_prompt_style_that_exist():
+    assert ANSWER_FORMATS == tuple(FORMATS) and list(GOLD_RULES) == list(FORMATS)
+    assert all(isinstance(f, AnswerFormat) and f.name == n for n, f in FORMATS.items())
+    for rec in [*registry.GENERATORS.values(), *registry.BENCHMARKS.values()]:
+        assert rec.answer_format in FORMATS, rec.name
+        assert rec.prompt_style in PROMPT_STYLES, rec.name
+        assert rec.max_new_tokens >= 1 and callable(rec.build)
+    assert not set(registry.GENERATORS) & set(registry.BENCHMARKS)
+    assert synthetic.TASKS == ("arith", "timeline", "logic", "multihop")  # the embedded model's training order
+
+
+@pytest.mark.parametrize("fmt, good, bad", [
+    ("boxed_int", ["204", "-3", "+7", "007"], ["one", "1/2", "2.5", "$5", ""]),
+    ("boxed_math", [r"\frac{1}{2}", "x+1"], ["", "  "]),
+    ("option_letter", ["(A)", "B", "( D )", "(c)"], ["(E)", "AB", "", "2pm"]),
+    ("tfu", ["True", "False", "Uncertain", "Unknown", "true"], ["Maybe", "", "True or False"]),
+    ("short_text", ["Paris"], ["", " "]),
+])
+def test_gold_rules_and_that_scoring_accepts_every_gold_they_accept(fmt, good, bad):
+    for g in good:
+        check_gold(fmt, g)
+        FORMATS[fmt].check_gold(g, Item())
+        score_text(fmt, rf"\boxed{{{g}}}", g)  # the scorer normalises it (no raise)
+    for g in bad:
+        with pytest.raises(GoldAnswerError, match=fmt):
+            check_gold(fmt, g)
+        with pytest.raises(ValueError):
+            score_text(fmt, "x", g)
+
+
+def test_option_letters_come_from_the_item():
+    check_gold("option_letter", "(E)", {"letters": "ABCDE"})
+    with pytest.raises(GoldAnswerError, match=r"one of \(A\), \(B\), \(C\), \(D\)"):
+        check_gold("option_letter", "(E)")
+
+
+# ------------------------------------------------------------------------------------------------ prepare_task
+def test_a_wrong_gold_answer_fails_prepare_task_naming_task_item_and_format(tmp_path):
+    rows = [{"question": "Two eggs?", "answer": "so #### 2"}, {"question": "How many?", "answer": "#### eighteen"}]
+    path = tmp_path / "gsm8k.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(GoldAnswerError) as err:
+        prepare_items_with_source("my_gsm8k", {"source": "benchmark", "benchmark": "gsm8k", "path": str(path)})
+    msg = str(err.value)
+    assert "task 'my_gsm8k'" in msg and "item 'gsm8k-00001' (index 1)" in msg and "'boxed_int'" in msg
+    assert "'eighteen' is not an integer" in msg
+
+
+def test_a_wrong_gold_answer_of_a_synthetic_task_fails_prepare_task(monkeypatch):
+    rec = synthetic.GENERATORS["arith"]
+    monkeypatch.setitem(synthetic.GENERATORS, "arith", dataclasses.replace(rec, answer_format="tfu"))
+    with pytest.raises(GoldAnswerError, match=r"task 'arith', item 'arith-00000' \(index 0\), answer format 'tfu'"):
+        prepare_items_with_source("arith", {"source": "synthetic", "n": 2}, {})
+
+
+def test_scorer_options_reach_the_items_and_their_gold_check(monkeypatch, tmp_path):
+    data = json.loads((FX / "temporal_sequences.json").read_text())
+    data["examples"][0]["target"] = "(E)"
+    path = tmp_path / "temporal.json"
+    path.write_text(json.dumps(data))
+    spec = {"source": "benchmark", "benchmark": "temporal", "path": str(path)}
+    with pytest.raises(GoldAnswerError, match="index 0"):
+        prepare_items_with_source("temporal", spec)
+    rec = loaders.BENCHMARKS["temporal"]
+    monkeypatch.setitem(loaders.BENCHMARKS, "temporal", dataclasses.replace(rec, scorer_options={"letters": "ABCDE"}))
+    items, _ = prepare_items_with_source("temporal", spec)
+    meta = json.loads(items.row(0, named=True)["metadata"])
+    assert meta["letters"] == "ABCDE"
+    assert score_text("option_letter", r"\boxed{(E)}", "(E)", metadata=meta).correct
+
+
+def test_shipped_items_keep_their_metadata_without_scorer_options():
+    items, _ = prepare_items_with_source("temporal", {"source": "benchmark", "path": str(FX / "temporal_sequences.json")})
+    assert json.loads(items.row(0, named=True)["metadata"]) == {}
+
+
+# ------------------------------------------------------------------------------------------------ configuration
+@pytest.fixture
+def cfg():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_a_tasks_defaults_are_its_records(cfg):
+    cfg["tasks"]["folio"] = {"source": "benchmark", "path": "x.jsonl"}
+    cfg["tasks"]["folio_chat"] = {"source": "benchmark", "benchmark": "folio", "prompt_style": "chat_boxed",
+                                  "max_new_tokens": 7}
+    cfg["tasks"]["g"] = {"source": "benchmark", "benchmark": "gsm8k"}
+    out = validate_config(cfg)["tasks"]
+    assert (out["folio"]["prompt_style"], out["folio"]["max_new_tokens"]) == ("raw_think", 128)
+    assert (out["folio_chat"]["prompt_style"], out["folio_chat"]["max_new_tokens"]) == ("chat_boxed", 7)
+    assert out["g"]["prompt_style"] == "chat_boxed" and out["arith"]["prompt_style"] == "chat_boxed"
+
+
+@pytest.mark.parametrize("task, key, allowed", [
+    ({"source": "synthetic", "generator": "algebra"}, "tasks.t.generator", "arith, timeline, logic, multihop"),
+    ({"source": "benchmark"}, "tasks.t.benchmark", "aime24, math500, gsm8k, folio, temporal, musique, livecodebench"),
+])
+def test_unknown_generator_or_benchmark_names_the_key_and_the_records(cfg, task, key, allowed):
+    bad = copy.deepcopy(cfg)
+    bad["tasks"]["t"] = task
+    with pytest.raises(ConfigError) as err:
+        validate_config(bad)
+    assert key in str(err.value) and f"allowed values: {allowed}" in str(err.value)
