@@ -270,3 +270,23 @@ def test_stage_reference_scores_stability_and_spec(tokenizer, generations, tmp_p
     assert "P(top-2)" in md and "Spearman" in md
     rank_stability_figure(stab, [tmp_path / "rank.png"])
     assert (tmp_path / "rank.png").stat().st_size > 1000
+
+
+def test_resample_weights_equal_scoring_the_duplicated_traces(tokenizer, generations):  # noqa: F811
+    """A bootstrap resample (trace counts w) scores exactly like the trace set with each trace repeated w_j times,
+    under both formulations (so the algebra on the sufficient statistics is the resample's own score)."""
+    model = tiny_qwen2(len(tokenizer), seed=4)
+    spans = beh.label_generations(generations, tokenizer)
+    st = collect_stats(model, tokenizer, generations, spans)
+    w = np.array([[2.0, 0.0, 1.0], [0.0, 1.0, 2.0]])
+    for row in w:
+        dup = [g for g, n in zip(generations, row) for _ in range(int(n))]
+        keep = pl.from_arrow(spans).filter(pl.col("id").is_in([g["id"] for g in dup])).to_arrow()
+        direct = collect_stats(model, tokenizer, dup, keep, per_trace=False)
+        for f, s in st.items():
+            got = s.scores(row[None, :])
+            want = {k: v[0] for k, v in direct[f].scores(np.ones((1, 1))).items()}
+            for col in SCORE_COLS:
+                a, b = got[col][0], want[col]
+                assert np.array_equal(np.isnan(a), np.isnan(b)), (f, col)
+                assert np.nanmax(np.abs(a - b)) <= 1e-6 * np.nanmax(np.abs(b)), (f, col)
