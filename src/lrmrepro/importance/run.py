@@ -163,8 +163,9 @@ def stability_file(model_dir: str | os.PathLike, generations_path: str | os.Path
     stab = stability_table(stats, resamples=resamples, seed=seed, level=level, k=k, weight_fraction=weight_fraction,
                            score=score, behaviour=behaviour)
     io.write_parquet(stab.to_arrow(), out_stability)
-    kk = int(stab.filter((pl.col("formulation") == formulation) & (pl.col("score") == score)
-                         & (pl.col("behaviour") == behaviour))["k"][0])
+    own = stab.filter((pl.col("formulation") == formulation) & (pl.col("score") == score)
+                      & (pl.col("behaviour") == behaviour))
+    kk = int(own["k"][0]) if own.height else int(k or DEFAULT_STABILITY_K)
     io.write_parquet(comparison_table(tables, k=kk).to_arrow(), out_comparison)
     return {"collect_seconds": t1 - t0, "bootstrap_seconds": time.perf_counter() - t1, "k": kk,
             "n_traces": stats[formulation].n_groups, "n_attr_segments": {f: st.info["n_attr_segments"]
