@@ -256,6 +256,14 @@ def test_stage_reference_scores_stability_and_spec(tokenizer, generations, tmp_p
         stability_file(model_dir, tmp_path / "generations.parquet", tmp_path / "spans.parquet",
                        tmp_path / "reference.parquet", out["stability"], out["formulations"], out["comparison"],
                        k=2, resamples=30)
+    # importance.formulation: reference: the job checks against the reference scores.parquet
+    stability_file(model_dir, tmp_path / "generations.parquet", tmp_path / "spans.parquet",
+                   tmp_path / "reference.parquet", tmp_path / "s2.parquet", tmp_path / "f2.parquet",
+                   tmp_path / "c2.parquet", formulation="reference", k=2, resamples=10)
+    s2 = pl.read_parquet(tmp_path / "s2.parquet")
+    ref_spec = protect_from_scores(tmp_path / "reference.parquet", tmp_path / "r.json", recipe="gptq_w4a16", k=2)
+    assert set(s2.filter((pl.col("formulation") == "reference") & pl.col("protected"))["module"]) == \
+        set(ref_spec["ignore"])
     plain = protect_from_scores(tmp_path / "project.parquet", tmp_path / "plain.json", recipe="gptq_w4a16", k=2)
     spec = protect_from_scores(tmp_path / "project.parquet", tmp_path / "spec.json", recipe="gptq_w4a16", k=2,
                                stability_path=out["stability"], formulations_path=out["formulations"])
