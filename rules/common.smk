@@ -349,6 +349,7 @@ def importance_targets():
     out = []
     for model in IMPORTANCE["models"]:
         out.append(f"results/figures/importance/{model}/none/heatmap.png")
+        out.append(f"results/figures/importance/{model}/none/rank_stability.png")
         out += [f"results/figures/importance/{model}/{c}/change_vs_base.png" for c in IMPORTANCE["compare"]]
         if IMPORTANCE["protect"]:
             out.append(f"results/importance/{model}/protect_spec.json")

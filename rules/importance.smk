@@ -51,6 +51,7 @@ rule importance_scores:
         negative=IMPORTANCE["negative"],
         behaviours=IMPORTANCE["behaviours"],
         max_tokens=IMPORTANCE["max_tokens"],
+        formulation=IMPORTANCE["formulation"],
         code=code_of("importance_scores.py"),
     threads: workflow.cores
     conda:
@@ -63,9 +64,68 @@ rule importance_scores:
         "../workflow_scripts/importance_scores.py"
 
 
+rule importance_stability:
+    input:
+        model=CHECKPOINT,
+        generations="results/importance/{model}/{compression}/traces.parquet",
+        spans="results/importance/{model}/{compression}/spans.parquet",
+        scores="results/importance/{model}/{compression}/scores.parquet",
+    output:
+        stability="results/importance/{model}/{compression}/stability.parquet",
+        formulations="results/importance/{model}/{compression}/formulations.parquet",
+        comparison="results/importance/{model}/{compression}/comparison.parquet",
+    params:
+        negative=IMPORTANCE["negative"],
+        behaviours=IMPORTANCE["behaviours"],
+        max_tokens=IMPORTANCE["max_tokens"],
+        formulation=IMPORTANCE["formulation"],
+        score=IMPORTANCE["score"],
+        behaviour=IMPORTANCE["behaviour"],
+        k=IMPORTANCE["protect"].get("k"),
+        weight_fraction=IMPORTANCE["protect"].get("weight_fraction"),
+        stability=IMPORTANCE["stability"],
+        code=code_of("importance_stability.py"),
+    threads: workflow.cores
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/importance_stability/{model}/{compression}.log",
+    benchmark:
+        "results/benchmarks/importance_stability/{model}/{compression}.tsv"
+    script:
+        "../workflow_scripts/importance_stability.py"
+
+
+rule importance_stability_report:
+    input:
+        stability="results/importance/{model}/{compression}/stability.parquet",
+        comparison="results/importance/{model}/{compression}/comparison.parquet",
+    output:
+        table="results/tables/importance/{model}/{compression}/stability.md",
+        figure=report(
+            expand("results/figures/importance/{{model}}/{{compression}}/rank_stability.{ext}", ext=figure_formats()),
+            caption="../docs/report/importance_stability.rst", category="Importance", subcategory="{model} / {compression}",
+        ),
+    params:
+        formulation=IMPORTANCE["formulation"],
+        score=IMPORTANCE["score"],
+        behaviour=IMPORTANCE["behaviour"],
+        code=code_of("importance_stability_report.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/importance_stability_report/{model}/{compression}.log",
+    benchmark:
+        "results/benchmarks/importance_stability_report/{model}/{compression}.tsv"
+    script:
+        "../workflow_scripts/importance_stability_report.py"
+
+
 rule importance_protect:
     input:
         scores="results/importance/{model}/none/scores.parquet",
+        stability="results/importance/{model}/none/stability.parquet",
+        formulations="results/importance/{model}/none/formulations.parquet",
     output:
         spec="results/importance/{model}/protect_spec.json",
     params:
@@ -74,6 +134,7 @@ rule importance_protect:
         behaviour=IMPORTANCE["behaviour"],
         k=IMPORTANCE["protect"].get("k"),
         weight_fraction=IMPORTANCE["protect"].get("weight_fraction"),
+        formulation=IMPORTANCE["formulation"],
         code=code_of("importance_protect.py"),
     conda:
         "../envs/core.yaml"

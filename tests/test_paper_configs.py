@@ -54,7 +54,9 @@ def test_compression_grid(tmp_path):
 #: every output path of the papers' grids (`snakemake --summary`), as a count and a digest of the sorted list: a change
 #: that moves an artifact (a renamed wildcard, a changed folder format) fails here. Taken before the run paths got
 #: their one home (lrmrepro.runs) and unchanged after it; when a change moves paths on purpose, update them.
-ARTIFACTS = {"paper-reproducibility.yaml": (4755, "3c7c5c17b97ba780"), "paper-compression.yaml": (679, "eb1d0edc6f99da2b")}
+#: paper-compression 679 → 688: the importance rank stability (stability/formulations/comparison.parquet of both
+#: protected models' base, the stability table and the rank-stability figure of the scored model) was added.
+ARTIFACTS = {"paper-reproducibility.yaml": (4755, "3c7c5c17b97ba780"), "paper-compression.yaml": (688, "74203f607d330b60")}
 #: one preflight per (backend, precision, parallel size, hardware label): reproducibility 4 precisions x 2 GPU counts x
 #: 2 GPU types; compression bf16 on 1 A100
 PREFLIGHTS = {"paper-reproducibility.yaml": 4 * 2 * 2, "paper-compression.yaml": 1}

@@ -115,3 +115,103 @@ def protection_figure(accuracy, outputs: Sequence[str | Path], *, uncompressed: 
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     save_figure(fig, outputs)
     return frame
+
+
+def rank_stability_figure(stability, outputs: Sequence[str | Path], *, score: str = "attribution",
+                          formulation: str = "project", max_modules: int = 30, title: str | None = None) -> None:
+    """Ranking with bootstrap intervals: one panel per behaviour (``mean`` first); modules on the x axis in the
+    order of ``formulation``'s full-sample ``mean`` ranking (its best ``max_modules``); per formulation the median
+    rank with its interval (error bar) and the full-sample rank (cross); the protected modules are marked."""
+    df = _frame(stability).filter(pl.col("score") == score)
+    if df.height == 0:
+        raise ValueError(f"rank stability figure: no rows for score {score!r}")
+    behaviours = ["mean"] + [b for b in LABELS if b in df["behaviour"].unique().to_list()]
+    forms = df["formulation"].unique(maintain_order=True).to_list()
+    base = df.filter((pl.col("formulation") == formulation) & (pl.col("behaviour") == "mean")).sort("rank")
+    order = base["module"].to_list()[:max_modules]
+    protected = set(base.filter(pl.col("protected"))["module"].to_list())
+    labels = [m.removeprefix("model.").removeprefix("layers.").replace("self_attn.", "").replace("mlp.", "")
+              .replace("_proj", "") for m in order]
+    fig, axes = plt.subplots(len(behaviours), 1, figsize=(max(6, 0.32 * len(order) + 2), 2.3 * len(behaviours)),
+                             squeeze=False, sharex=True)
+    x = np.arange(len(order))
+    width = 0.8 / max(len(forms), 1)
+    for ax, b in zip(axes[:, 0], behaviours):
+        for i, f in enumerate(forms):
+            sub = {r["module"]: r for r in df.filter((pl.col("formulation") == f) & (pl.col("behaviour") == b))
+                   .iter_rows(named=True)}
+            if not sub:
+                continue
+            xs = x + (i - (len(forms) - 1) / 2) * width
+            med = np.array([sub[m]["rank_median"] if m in sub else np.nan for m in order])
+            lo = np.array([sub[m]["rank_lo"] if m in sub else np.nan for m in order])
+            hi = np.array([sub[m]["rank_hi"] if m in sub else np.nan for m in order])
+            full = np.array([sub[m]["rank"] if m in sub else np.nan for m in order])
+            ax.errorbar(xs, med, yerr=[med - lo, hi - med], fmt="o", ms=3, capsize=2, label=f"{f} (median, interval)")
+            ax.plot(xs, full, "x", ms=4, color=f"C{i}", alpha=0.7)
+        k = int(df["k"][0])
+        ax.axhline(k + 0.5, color="grey", lw=0.6, ls="--")
+        ax.invert_yaxis()
+        ax.set_ylabel("rank")
+        ax.set_title(b.replace("_", " "), fontsize=9)
+    axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax = axes[-1, 0]
+    ax.set_xticks(x, labels, rotation=60, fontsize=7)
+    for t, m in zip(ax.get_xticklabels(), order):
+        if m in protected:
+            t.set_fontweight("bold")
+    lv = float(df["level"][0])
+    fig.suptitle(title or f"Module ranks ({score}): median and {100 * lv:.0f}% bootstrap interval over traces "
+                 f"({int(df['n_resamples'][0])} resamples; x = full sample; bold = protected; dashed = top-{k})",
+                 fontsize=9)
+    save_figure(fig, outputs)
+
+
+def stability_markdown(stability, comparison, *, score: str = "attribution", behaviour: str = "mean",
+                       formulation: str = "project", top: int = 10) -> str:
+    """The stability table of the report: the top modules of the protection's ranking with their bootstrap
+    rank interval and top-k / protection probabilities under both formulations, the probability of the same
+    protected set, and the agreement of the rankings (Spearman ρ, top-k overlap)."""
+    st = _frame(stability)
+    cmp_ = _frame(comparison)
+    sel = st.filter((pl.col("score") == score) & (pl.col("behaviour") == behaviour))
+    forms = sel["formulation"].unique(maintain_order=True).to_list()
+    own = sel.filter(pl.col("formulation") == formulation).sort("rank")
+    k, R, lv = int(own["k"][0]), int(own["n_resamples"][0]), float(own["level"][0])
+    by = {(r["formulation"], r["module"]): r for r in sel.iter_rows(named=True)}
+    head = ["module"] + [c for f in forms for c in (f"{f} rank", f"{f} median [{100 * lv:.0f}%]", f"{f} P(top-{k})",
+                                                     f"{f} P(protected)")]
+    lines = [f"### Rank stability: `{score}`, behaviour `{behaviour}` ({R} bootstrap resamples over traces)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def fmt(v: float, d: int = 2) -> str:
+        return "–" if v is None or v != v else f"{v:.{d}f}"
+
+    for r in own.head(top).iter_rows(named=True):
+        cells = [f"`{r['module'].removeprefix('model.')}`" + (" (protected)" if r["protected"] else "")]
+        for f in forms:
+            o = by.get((f, r["module"]))
+            cells += [fmt(o["rank"], 0), f"{fmt(o['rank_median'], 1)} [{fmt(o['rank_lo'], 0)}, {fmt(o['rank_hi'], 0)}]",
+                      fmt(o["p_top_k"]), fmt(o["p_protected"])] if o else ["–"] * 4
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for f in forms:
+        p = sel.filter(pl.col("formulation") == f)["p_same_set"][0]
+        chosen = sorted(sel.filter((pl.col("formulation") == f) & pl.col("protected"))["module"].to_list())
+        lines.append(f"- {f}: protects {', '.join('`' + m.removeprefix('model.') + '`' for m in chosen) or 'nothing'}; "
+                     f"P(the same set on a resample) = {fmt(p)}")
+    lines += ["", f"### Agreement of the rankings (Spearman ρ / top-{k} overlap)", ""]
+    behs = cmp_["behaviour"].unique(maintain_order=True).to_list()
+    lines += ["| a | b | " + " | ".join(behs) + " |", "|" + "---|" * (2 + len(behs))]
+    pairs = cmp_.select("a_formulation", "a_score", "b_formulation", "b_score").unique(maintain_order=True)
+    for a_f, a_s, b_f, b_s in pairs.iter_rows():
+        if "dom_norm" in (a_s, b_s):
+            continue
+        if a_f != b_f and a_s != b_s and not (a_s == score or b_s == score):
+            continue
+        sub = {r["behaviour"]: r for r in cmp_.filter((pl.col("a_formulation") == a_f) & (pl.col("a_score") == a_s)
+                                                       & (pl.col("b_formulation") == b_f) & (pl.col("b_score") == b_s))
+               .iter_rows(named=True)}
+        cells = [f"{fmt(sub[b]['spearman'])} / {sub[b]['top_k_overlap']}" if b in sub else "–" for b in behs]
+        lines.append(f"| {a_f}:{a_s} | {b_f}:{b_s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ import resource
 import time
 from typing import Any, Iterable
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,8 +16,10 @@ from .. import io
 from .attribution import attribution_patching
 from .behaviours import BEHAVIOURS, LABELS, SPAN_SCHEMA, judge_labeller, label_generations
 from .dom import difference_of_means, save_vectors
+from .formulation import FORMULATIONS, collect_stats
 from .protect import protected_spec, write_spec
 from .ranking import SCORES, rank_modules
+from .stability import comparison_table, protection_record, stability_table
 
 LABELLERS = ("rules", "judge")
 
@@ -46,20 +49,35 @@ def label_file(generations_path: str | os.PathLike, tokenizer_dir: str | os.Path
 def score_model(model_dir: str | os.PathLike, generations_path: str | os.PathLike, spans_path: str | os.PathLike,
                 out_scores: str | os.PathLike, out_vectors: str | os.PathLike | None = None, *,
                 behaviours: Iterable[str] = BEHAVIOURS, negative: str = "tokens", max_tokens: int | None = None,
-                device: str = "cpu") -> dict[str, Any]:
+                device: str = "cpu", formulation: str = "project") -> dict[str, Any]:
     """DoM + attribution patching of ``model_dir`` (loaded in fp32) on the labelled traces; writes the scores
-    table (one row per behaviour × module) and optionally the DoM vectors. Returns figures for meta.json."""
+    table (one row per behaviour × module) and optionally the DoM vectors. Returns figures for meta.json.
+    ``formulation``: ``project`` (:mod:`.dom` + :mod:`.attribution`) or ``reference`` (the public scripts' choices,
+    :mod:`.formulation`; same columns; ``negative`` does not apply)."""
     from ..layercast import load_model
 
     behaviours = tuple(behaviours)
     unknown = [b for b in behaviours if b not in LABELS]
     if unknown:
         raise ValueError(f"unknown behaviours {unknown}; allowed: {', '.join(LABELS)}")
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
     gens = pq.read_table(generations_path, columns=["id", "sample_idx", "prompt", "text"])
     spans = pq.read_table(spans_path)
     tok = load_tokenizer(model_dir)
     model = load_model(model_dir, "fp32").to(device)
     t0 = time.perf_counter()
+    if formulation == "reference":
+        st = collect_stats(model, tok, gens, spans, behaviours=behaviours, max_tokens=max_tokens, per_trace=False,
+                           formulations=("reference",))["reference"]
+        table = st.table()
+        io.write_parquet(table, out_scores)
+        if out_vectors is not None:
+            save_vectors(st.info.pop("vectors"), out_vectors)
+        return {"formulation": formulation, "dom": {k: v for k, v in st.info.items() if k != "vectors"},
+                "seconds": time.perf_counter() - t0,
+                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "n_modules": len(st.modules)}
     dom = difference_of_means(model, tok, gens, spans, behaviours=behaviours, negative=negative,
                               max_tokens=max_tokens)
     t1 = time.perf_counter()
@@ -84,16 +102,90 @@ def join_scores(dom_table: pa.Table, attr_table: pa.Table) -> pa.Table:
 
 def protect_from_scores(scores_path: str | os.PathLike, out_path: str | os.PathLike, *, recipe: str,
                         score: str = "attribution", behaviour: str = "mean", k: int | None = None,
-                        weight_fraction: float | None = None, source: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Rank the modules of a scores table and write the protected compression spec (JSON)."""
+                        weight_fraction: float | None = None, source: dict[str, Any] | None = None,
+                        stability_path: str | os.PathLike | None = None,
+                        formulations_path: str | os.PathLike | None = None,
+                        formulation: str = "project") -> dict[str, Any]:
+    """Rank the modules of a scores table and write the protected compression spec (JSON).
+
+    With ``stability_path`` (``stability.parquet`` of the same scores) and ``formulations_path``
+    (``formulations.parquet``) the spec gains a top-level ``stability`` record (:func:`.stability.protection_record`:
+    bootstrap probabilities of the chosen modules, and what the other formulation would protect); the other keys
+    are unchanged."""
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     ranking = rank_modules(pl.read_parquet(scores_path), score=score, behaviour=behaviour)
     spec = protected_spec(ranking, recipe, k=k, weight_fraction=weight_fraction,
                           source={**(source or {}), "scores": str(scores_path), "score": score,
                                   "behaviour": behaviour})
+    if stability_path is not None:
+        forms = pl.read_parquet(formulations_path) if formulations_path is not None else None
+        tables = ({f: forms.filter(pl.col("formulation") == f).drop("formulation")
+                   for f in forms["formulation"].unique(maintain_order=True).to_list()} if forms is not None else {})
+        spec["stability"] = protection_record(pl.read_parquet(stability_path), tables, spec["ignore"],
+                                              formulation=formulation, score=score, behaviour=behaviour, k=k,
+                                              weight_fraction=weight_fraction)
     write_spec(spec, out_path)
     return spec
 
 
-__all__ = ["label_file", "score_model", "protect_from_scores", "SPAN_SCHEMA"]
+#: top-k of the stability statistics when the study protects nothing (no importance.protect)
+DEFAULT_STABILITY_K = 3
+
+
+def stability_file(model_dir: str | os.PathLike, generations_path: str | os.PathLike, spans_path: str | os.PathLike,
+                   scores_path: str | os.PathLike, out_stability: str | os.PathLike,
+                   out_formulations: str | os.PathLike, out_comparison: str | os.PathLike, *,
+                   behaviours: Iterable[str] = BEHAVIOURS, negative: str = "tokens", max_tokens: int | None = None,
+                   formulation: str = "project", score: str = "attribution", behaviour: str = "mean",
+                   k: int | None = None, weight_fraction: float | None = None, resamples: int = 1000, seed: int = 0,
+                   level: float = 0.9, device: str = "cpu") -> dict[str, Any]:
+    """Both formulations' scores from per-trace statistics (``formulations.parquet``, a ``formulation`` column
+    before the ``scores.parquet`` columns), the bootstrap over traces (``stability.parquet``) and the agreement
+    of the rankings (``comparison.parquet``). The configured ``formulation``'s scores must equal ``scores_path``
+    (the importance_scores job's): a mismatch is an error."""
+    from ..layercast import load_model
+
+    if k is None and weight_fraction is None:
+        k = DEFAULT_STABILITY_K
+    gens = pq.read_table(generations_path, columns=["id", "sample_idx", "prompt", "text"])
+    spans = pq.read_table(spans_path)
+    tok = load_tokenizer(model_dir)
+    model = load_model(model_dir, "fp32").to(device)
+    t0 = time.perf_counter()
+    stats = collect_stats(model, tok, gens, spans, behaviours=behaviours, negative=negative, max_tokens=max_tokens,
+                          per_trace=True)
+    t1 = time.perf_counter()
+    tables = {f: pl.from_arrow(st.table()) for f, st in stats.items()}
+    check_same_scores(tables[formulation], pl.read_parquet(scores_path))
+    forms = pl.concat([t.select(pl.lit(f).alias("formulation"), pl.all()) for f, t in tables.items()])
+    io.write_parquet(forms.to_arrow(), out_formulations)
+    stab = stability_table(stats, resamples=resamples, seed=seed, level=level, k=k, weight_fraction=weight_fraction,
+                           score=score, behaviour=behaviour)
+    io.write_parquet(stab.to_arrow(), out_stability)
+    own = stab.filter((pl.col("formulation") == formulation) & (pl.col("score") == score)
+                      & (pl.col("behaviour") == behaviour))
+    kk = int(own["k"][0]) if own.height else int(k or DEFAULT_STABILITY_K)
+    io.write_parquet(comparison_table(tables, k=kk).to_arrow(), out_comparison)
+    return {"collect_seconds": t1 - t0, "bootstrap_seconds": time.perf_counter() - t1, "k": kk,
+            "n_traces": stats[formulation].n_groups, "n_attr_segments": {f: st.info["n_attr_segments"]
+                                                                         for f, st in stats.items()},
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def check_same_scores(mine: pl.DataFrame, theirs: pl.DataFrame, rel: float = 1e-6) -> None:
+    """The stability job's full-sample scores of the configured formulation against ``scores.parquet``."""
+    if mine.select("behaviour", "module").rows() != theirs.select("behaviour", "module").rows():
+        raise ValueError("stability: the per-trace statistics cover other (behaviour, module) rows than scores.parquet")
+    for col in ("dom_norm", "dom_score", "attribution", "attribution_mean_abs"):
+        a = mine[col].fill_null(float("nan")).to_numpy()
+        b = theirs[col].fill_null(float("nan")).to_numpy()
+        scale = max(float(np.nanmax(np.abs(b))) if np.isfinite(b).any() else 0.0, 1e-300)
+        same_nan = (np.isnan(a) == np.isnan(b)).all()
+        diff = float(np.nanmax(np.abs(a - b))) / scale if np.isfinite(a - b).any() else 0.0
+        if not same_nan or diff > rel:
+            raise ValueError(f"stability: {col} from the per-trace statistics differs from scores.parquet "
+                             f"(max relative difference {diff:.2e}, NaN pattern equal: {same_nan})")
+
+
+__all__ = ["label_file", "score_model", "protect_from_scores", "stability_file", "SPAN_SCHEMA"]
