@@ -125,8 +125,12 @@ def target_sparsity(wildcards):
 
 
 def protect_spec_input(wildcards):
-    """The protection loop: a variant with protect_from_importance depends on the importance ranking."""
-    if config["compressions"][wildcards.compressed]["protect_from_importance"]:
+    """The protection loop: a variant with protect_from_importance depends on the importance ranking (`true`: the
+    uncompressed model's; `{model: <variant>}`: that compressed variant's, one of importance.compare)."""
+    source = config["compressions"][wildcards.compressed]["protect_from_importance"]
+    if isinstance(source, dict):
+        return f"results/importance/{wildcards.model}/{source['model']}/protect_spec.json"
+    if source:
         return f"results/importance/{wildcards.model}/protect_spec.json"
     return []
 
@@ -397,6 +401,9 @@ def final_targets():
             targets += [f"results/tables/{name}/table3_std_acc.md", f"results/figures/{name}/figure4_std_top1_prob.png",
                         f"results/tables/{name}/divergence_diagnostics.md",
                         f"results/figures/{name}/divergence_margins.png"]
+            if exp.compares_compressions:  # nondeterminism per compression
+                targets += [f"results/tables/{name}/compressed_nondeterminism.md",
+                            f"results/figures/{name}/diverging_share.png"]
         if exp.sampled:  # sampled runs: Table 5
             targets.append(f"results/tables/{name}/table5_pass1_std.md")
     for exp in STUDY.compression_experiments():
@@ -404,6 +411,8 @@ def final_targets():
                     f"results/figures/{exp.name}/bits_vs_accuracy.png"]
     for exp in STUDY.sparsity_experiments():
         targets += [f"results/figures/{exp.name}/sparsity_sweep.png"]
+    for name in EXPERIMENTS:  # output length of correct vs wrong answers, every experiment
+        targets += [f"results/tables/{name}/length_correctness.md", f"results/figures/{name}/length_correctness.png"]
     return targets + importance_targets()
 
 

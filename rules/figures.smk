@@ -163,3 +163,55 @@ rule figures_divergence:
         "results/benchmarks/figures_divergence/{experiment}.tsv"
     script:
         "../workflow_scripts/figures_divergence.py"
+
+
+rule figures_length_correctness:
+    input:
+        table="results/stats/{experiment}/length_correctness.parquet",
+        samples="results/stats/{experiment}/length_samples.parquet",
+    output:
+        table_md=report("results/tables/{experiment}/length_correctness.md", category="Output length",
+                        subcategory="{experiment}", labels={"table": "length of correct vs wrong answers"}),
+        table_csv="results/tables/{experiment}/length_correctness.csv",
+        figure_png=report("results/figures/{experiment}/length_correctness.png",
+                          caption="../docs/report/length_correctness.rst", category="Output length",
+                          subcategory="{experiment}", labels={"figure": "length of correct vs wrong answers"}),
+        figure_pdf="results/figures/{experiment}/length_correctness.pdf",
+    params:
+        code=code_of("figures_length_correctness.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/figures_length_correctness/{experiment}.log",
+    benchmark:
+        "results/benchmarks/figures_length_correctness/{experiment}.tsv"
+    script:
+        "../workflow_scripts/figures_length_correctness.py"
+
+
+# beyond the papers: nondeterminism of compressed models, per compression (a stats experiment with several
+# compressions and greedy decoding); from the stats stage's artifacts only
+rule figures_compressed_nondeterminism:
+    input:
+        metrics="results/stats/{experiment}/metrics.parquet",
+        points="results/stats/{experiment}/divergence_points.parquet",
+        exposure="results/stats/{experiment}/divergence_exposure.parquet",
+    output:
+        table_md=report("results/tables/{experiment}/compressed_nondeterminism.md", category="Nondeterminism",
+                        subcategory="{experiment}", labels={"table": "per compression"}),
+        table_csv="results/tables/{experiment}/compressed_nondeterminism.csv",
+        figure_png=report("results/figures/{experiment}/diverging_share.png",
+                          caption="../docs/report/diverging_share.rst", category="Nondeterminism",
+                          subcategory="{experiment}", labels={"figure": "diverging share per compression"}),
+        figure_pdf="results/figures/{experiment}/diverging_share.pdf",
+    params:
+        compressions=lambda wildcards: config["experiments"][wildcards.experiment]["compressions"],
+        code=code_of("figures_compressed_nondeterminism.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/figures_compressed_nondeterminism/{experiment}.log",
+    benchmark:
+        "results/benchmarks/figures_compressed_nondeterminism/{experiment}.tsv"
+    script:
+        "../workflow_scripts/figures_compressed_nondeterminism.py"

@@ -146,6 +146,32 @@ rule importance_protect:
         "../workflow_scripts/importance_protect.py"
 
 
+# the protection transferred across bit widths: the same protected set, from a compressed variant's ranking (its
+# traces, importance.compare) instead of the uncompressed model's; compressions.<name>.protect_from_importance:
+# {model: <variant>}
+rule importance_protect_from_variant:
+    input:
+        scores="results/importance/{model}/{compressed}/scores.parquet",
+    output:
+        spec="results/importance/{model}/{compressed}/protect_spec.json",
+    params:
+        recipe="any",
+        score=IMPORTANCE["score"],
+        behaviour=IMPORTANCE["behaviour"],
+        k=IMPORTANCE["protect"].get("k"),
+        weight_fraction=IMPORTANCE["protect"].get("weight_fraction"),
+        formulation=IMPORTANCE["formulation"],
+        code=code_of("importance_protect.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/importance_protect/{model}/{compressed}.log",
+    benchmark:
+        "results/benchmarks/importance_protect/{model}/{compressed}.tsv"
+    script:
+        "../workflow_scripts/importance_protect.py"
+
+
 rule importance_heatmap:
     input:
         scores="results/importance/{model}/{compression}/scores.parquet",

@@ -97,3 +97,30 @@ rule compression_effects:
         "results/benchmarks/compression_effects/{experiment}.tsv"
     script:
         "../workflow_scripts/compression_effects.py"
+
+
+# beyond the papers: do wrong answers think longer? Output length of correct vs wrong answers per group (runtime
+# configurations pooled), with a bootstrap CI of the difference over problems; from scores and generations only
+rule stats_length_correctness:
+    input:
+        scores=experiment_scores,
+        generations=experiment_generations,
+        metas=experiment_metas,
+    output:
+        table="results/stats/{experiment}/length_correctness.parquet",
+        samples="results/stats/{experiment}/length_samples.parquet",
+    params:
+        runs=experiment_run_refs,
+        resamples=config["statistics"]["bootstrap_resamples"],
+        seed=config["statistics"]["bootstrap_seed"],
+        level=config["statistics"]["ci_level"],
+        pooling=POOLING,
+        code=code_of("stats_length_correctness.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/stats_length_correctness/{experiment}.log",
+    benchmark:
+        "results/benchmarks/stats_length_correctness/{experiment}.tsv"
+    script:
+        "../workflow_scripts/stats_length_correctness.py"

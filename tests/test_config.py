@@ -220,6 +220,7 @@ def test_scoring_policy_default_and_conflict_on_a_shared_run(cfg):
         Study(validate_config(cfg), resolve_hardware=lambda h: "cpu-x")
     cfg["experiments"]["precision_grid"]["scoring"] = "lenient"
     cfg["experiments"]["sampling_grid"]["scoring"] = "lenient"
+    cfg["experiments"]["compressed_runtime_grid"]["scoring"] = "lenient"  # shares the bf16 / fp32 bs16 / bs32 runs
     policies = Study(validate_config(cfg)).scoring_policies
     assert set(policies.values()) == {"lenient"}
     cfg["experiments"]["compression"]["scoring"] = "generous"

@@ -30,12 +30,15 @@ def test_reproducibility_grid_loads_each_model_once_per_grid_point(tmp_path):
     engines = {r: n for r, n in counts.items() if r.startswith("generate_")}
     assert all(n == 1 for n in engines.values())
     # greedy: 4 models x 4 precisions x 2 GPU counts x 2 GPU types; sampling: 4 models x 3 precisions x 2 GPU counts
-    # (MATH500 n=4; AIME'24 n=16 and n=64)
-    assert len(engines) == 4 * 4 * 2 * 2 + 4 * 3 * 2 + 4 * 3 * 2 * 2 == 136
-    # runs: greedy 4 models x 5 tasks x 4 precisions x 12 configurations, sampling 4 x 3 x 6 (x 2 for AIME'24)
-    assert counts["score"] == 4 * 5 * 4 * 12 + 4 * 3 * 6 + 4 * 3 * 6 * 2 == 1176
-    assert counts["fetch_model"] == 4 and counts["prepare_task"] == 5
-    assert counts["stats_nondeterminism"] == 3 and counts["table_pass1_std"] == 2 and counts["stats_divergence"] == 1
+    # (MATH500 n=4; AIME'24 n=16 and n=64); the compressed grid: 4 compressed variants of one model x 2 precisions x
+    # 2 GPU counts x 2 GPU types (its uncompressed runs are the greedy grid's)
+    assert len(engines) == 4 * 4 * 2 * 2 + 4 * 3 * 2 + 4 * 3 * 2 * 2 + 4 * 2 * 2 * 2 == 168
+    # runs: greedy 4 models x 5 tasks x 4 precisions x 12 configurations, sampling 4 x 3 x 6 (x 2 for AIME'24);
+    # compressed grid 4 variants x 2 tasks x 2 precisions x 12 configurations
+    assert counts["score"] == 4 * 5 * 4 * 12 + 4 * 3 * 6 + 4 * 3 * 6 * 2 + 4 * 2 * 2 * 12 == 1368
+    assert counts["fetch_model"] == 4 and counts["prepare_task"] == 5 and counts["compress"] == 4
+    assert counts["stats_nondeterminism"] == 4 and counts["table_pass1_std"] == 2 and counts["stats_divergence"] == 2
+    assert counts["figures_compressed_nondeterminism"] == 1 and counts["stats_length_correctness"] == 4
     # GPU labels: every engine job waits for the preflight of its (backend, precision, GPU count, GPU type)
     assert counts["preflight_vllm"] == 4 * 2 * 2
 
@@ -43,11 +46,13 @@ def test_reproducibility_grid_loads_each_model_once_per_grid_point(tmp_path):
 def test_compression_grid(tmp_path):
     counts = _plan("paper-compression.yaml", tmp_path)
     engines = [r for r in counts if r.startswith("generate_")]
-    # 2 models x 18 variants (greedy), + the importance stage's sampled traces
-    assert len([e for e in engines if e.endswith("_greedy")]) == 2 * 18
-    assert counts["score"] == 2 * 18 * 4
-    assert counts["compress"] == 2 * 17
+    # 2 models x 19 variants (greedy), + the importance stage's sampled traces
+    assert len([e for e in engines if e.endswith("_greedy")]) == 2 * 19
+    assert counts["score"] == 2 * 19 * 4
+    assert counts["compress"] == 2 * 18
     assert counts["compression_effects"] == 1 and counts["importance_protect"] == 2
+    # gptq_w3a16_protected_from_w4: the protected set from each model's gptq_w4a16 ranking
+    assert counts["importance_protect_from_variant"] == 2 and counts["stats_length_correctness"] == 1
     assert counts.get("preflight_vllm", 0) + counts["preflight_transformers"] == PREFLIGHTS["paper-compression.yaml"]
 
 
@@ -56,7 +61,10 @@ def test_compression_grid(tmp_path):
 #: their one home (lrmrepro.runs) and unchanged after it; when a change moves paths on purpose, update them.
 #: paper-compression 679 → 688: the importance rank stability (stability/formulations/comparison.parquet of both
 #: protected models' base, the stability table and the rank-stability figure of the scored model) was added.
-ARTIFACTS = {"paper-reproducibility.yaml": (4755, "3c7c5c17b97ba780"), "paper-compression.yaml": (688, "74203f607d330b60")}
+#: Then (the papers' open questions): the reproducibility grid gained the compressed runtime grid (experiment
+#: compressed_grid) and every experiment the length-vs-correctness table and figure; the compression grid gained
+#: gptq_w3a16_protected_from_w4 (and gptq_w4a16 in importance.compare) and the length artifacts.
+ARTIFACTS = {"paper-reproducibility.yaml": (5585, "67499944b0aba201"), "paper-compression.yaml": (754, "1d454704147c3b20")}
 #: one preflight per (backend, precision, parallel size, hardware label): reproducibility 4 precisions x 2 GPU counts x
 #: 2 GPU types; compression bf16 on 1 A100
 PREFLIGHTS = {"paper-reproducibility.yaml": 4 * 2 * 2, "paper-compression.yaml": 1}

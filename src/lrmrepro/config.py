@@ -253,6 +253,13 @@ def _check_importance(config: dict) -> None:
                 raise ConfigError(
                     f"config key importance.protection_figure.{key}: {value!r} is not a compression of experiment "
                     f"{exp_name!r}; allowed values: {', '.join(in_exp)}")
+    for name in needs:  # {model: <variant>}: that variant's ranking, which the importance stage computes for compare
+        source = config["compressions"][name]["protect_from_importance"]
+        if isinstance(source, dict) and source["model"] not in imp["compare"]:
+            raise ConfigError(
+                f"config key compressions.{name}.protect_from_importance.model: {source['model']!r} has no importance "
+                f"scores (rankings are computed for the uncompressed model, `true`, and the variants of "
+                f"importance.compare); allowed values: {', '.join(imp['compare']) or '(none: importance.compare is empty)'}")
     protect = imp["protect"]
     if needs and len([k for k in ("k", "weight_fraction") if k in protect]) != 1:
         raise ConfigError("config key importance.protect: give exactly one of k, weight_fraction "
