@@ -208,6 +208,7 @@ def test_scoring_policy_default_and_conflict_on_a_shared_run(cfg):
     c = validate_config(cfg)
     assert {e["scoring"] for e in c["experiments"].values()} == {"strict"}  # the default
     cfg["experiments"]["compression"]["scoring"] = "lenient"
+    cfg["experiments"]["compressed_runtime_grid"]["scoring"] = "lenient"  # shares the bf16 / fp32 bs16 / bs32 runs
     # precision_grid and compression share the bf16 / p1 / bs16 / greedy runs of the uncompressed model
     with pytest.raises(StudyError, match=r"experiments\.compression\.scoring: 'lenient', but experiment "
                                          r"'precision_grid' sets 'strict' .*results/generations/default/none/arith/"
@@ -220,7 +221,6 @@ def test_scoring_policy_default_and_conflict_on_a_shared_run(cfg):
         Study(validate_config(cfg), resolve_hardware=lambda h: "cpu-x")
     cfg["experiments"]["precision_grid"]["scoring"] = "lenient"
     cfg["experiments"]["sampling_grid"]["scoring"] = "lenient"
-    cfg["experiments"]["compressed_runtime_grid"]["scoring"] = "lenient"  # shares the bf16 / fp32 bs16 / bs32 runs
     policies = Study(validate_config(cfg)).scoring_policies
     assert set(policies.values()) == {"lenient"}
     cfg["experiments"]["compression"]["scoring"] = "generous"

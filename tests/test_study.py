@@ -33,8 +33,8 @@ def test_what_each_experiment_produces(study):
     assert (sampling.greedy, sampling.sampled) == (False, True)
     assert comp.compares_compressions and comp.sparsity_sweep and not comp.stats
     assert "none" not in comp.compressed and comp.noise_from == "precision_grid"
-    assert [e.name for e in study.stats_experiments()] == ["precision_grid", "sampling_grid"]
-    assert [e.name for e in study.compression_experiments()] == ["compression"]
+    assert [e.name for e in study.stats_experiments()] == ["precision_grid", "sampling_grid", "compressed_runtime_grid"]
+    assert [e.name for e in study.compression_experiments()] == ["compression", "compressed_runtime_grid"]
     assert [e.name for e in study.sparsity_experiments()] == ["compression"]
 
 
