@@ -3,7 +3,8 @@
 12 configurations x 500 problems x 4,096 tokens (greedy): random token ids shared by all configurations up to a
 planted divergence point per problem (a quarter of the problems identical everywhere), random top-1 logprobs.
 Times ``compute_group_metrics`` and prints seconds and peak memory (process RSS and tracemalloc-visible numpy
-allocations). Goal: < 10 s on 2 cores.
+allocations). Goal: < 10 s on 2 cores. Then times what the stats_nondeterminism rule computes,
+``nondeterminism_tables`` (metrics, per-problem divergence and pass@k in one pass over the groups).
 
 Then the diagnostics beyond the papers (issue 15) on the same group, written as 12 generation parquet files with
 top-5 ids and log-probabilities per token (the stats_divergence rule's input): ``divergence_points`` (divergence
@@ -31,7 +32,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet  # noqa: F401  (pa.parquet)
 
-from lrmrepro.stats.nondeterminism import RUNS_SCHEMA, compute_group_metrics, per_problem_divergence
+from lrmrepro.stats.nondeterminism import RUNS_SCHEMA, compute_group_metrics, nondeterminism_tables
 
 
 def synthetic_runs(n_configs: int, n_problems: int, n_tokens: int, seed: int = 0) -> tuple[pl.DataFrame, np.ndarray]:
@@ -139,13 +140,17 @@ def main() -> None:
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    div = per_problem_divergence(runs).sort("id")
+    t0 = time.perf_counter()
+    tables = nondeterminism_tables(runs, [1])
+    stage_seconds = time.perf_counter() - t0
+    div = tables.divergence.sort("id")
     got = div.get_column("div_index").fill_null(-1).to_numpy()
     assert (got == planted).all(), "Div_Index does not recover the planted divergence points"
     row = metrics.row(0, named=True)
     print(f"synthetic runs: {args.configs} configs x {args.problems} problems x {args.tokens} tokens "
           f"({runs.height} rows, built in {build:.1f} s, frame {runs.estimated_size() / 2**20:.0f} MiB)")
     print(f"compute_group_metrics: {seconds:.2f} s (goal < 10 s)")
+    print(f"nondeterminism_tables (the stats_nondeterminism stage: metrics, divergence, pass@k): {stage_seconds:.2f} s")
     print(f"peak RSS: {rss_after:.0f} MiB (before the call {rss_before:.0f} MiB); "
           f"tracemalloc peak during the call (numpy/python allocations): {traced_peak / 2**20:.0f} MiB")
     print(f"n_identical={row['n_identical']} n_diverging={row['n_diverging']} "

@@ -125,6 +125,48 @@ def test_resume_after_a_code_change_starts_over(tiny_trained_model, prompts, tmp
     assert not (tmp_path / ".g.parquet.partial").exists()
 
 
+def _fake_rows(chunk_idx, span, length=3):
+    return [{"id": f"i{i}", "sample_idx": 0, "chunk_idx": chunk_idx, "prompt": f"p{i}", "text": f"t{i}",
+             "token_ids": [i] * length, "output_length": length, "finish_reason": "length",
+             "topk_ids": [[i]] * length, "topk_logprobs": [[-0.5]] * length} for i in span]
+
+
+def test_the_shared_chunk_loop_resumes_an_interrupted_job(tmp_path):
+    """generate_chunks (both backends' loop) with a backend that fails at chunk 2: the rerun generates only the
+    missing chunks, the table equals an uninterrupted one, and the figures count resumed and new tokens apart."""
+    from lrmrepro.generate.loop import generate_chunks
+
+    prompts, ids = [f"p{i}" for i in range(7)], [f"i{i}" for i in range(7)]
+    calls = []
+
+    def backend(fail_at=None):
+        def generate_chunk(chunk_idx, span, clock):
+            if chunk_idx == fail_at:
+                raise RuntimeError("killed")
+            calls.append(chunk_idx)
+            with clock:
+                rows = _fake_rows(chunk_idx, span)
+            return rows
+        return generate_chunk
+
+    out = tmp_path / "g.parquet"
+    kw = dict(batch_size=2, output=out, key={"run": 1}, code="c", progress=False)
+    with pytest.raises(RuntimeError, match="killed"):
+        generate_chunks(prompts, ids, generate_chunk=backend(fail_at=2), **kw)
+    assert calls == [0, 1] and not out.exists()
+    figures = generate_chunks(prompts, ids, generate_chunk=backend(), **kw)
+    assert calls == [0, 1, 2, 3]
+    assert figures["n_prompts"] == 7 and figures["n_chunks"] == 4 and figures["resumed_chunks"] == 2
+    assert figures["generated_tokens"] == 21 and figures["tokens_this_attempt"] == 9
+    assert not (tmp_path / ".g.parquet.partial").exists()
+    whole = tmp_path / "whole.parquet"
+    generate_chunks(prompts, ids, generate_chunk=backend(), **{**kw, "output": whole})
+    assert pq.read_table(out).equals(pq.read_table(whole))
+    assert pq.read_table(out).schema.equals(GENERATION_SCHEMA)
+    with pytest.raises(ValueError, match="differ in length"):
+        generate_chunks(prompts, ids[:-1], generate_chunk=backend(), **kw)
+
+
 def test_sampling_is_seeded_per_chunk_and_gives_n_samples(tiny_trained_model, prompts, tmp_path):
     texts, ids = prompts
     dec = Decoding(max_new_tokens=6, temperature=0.9, top_p=0.95, n=3, seed=7)

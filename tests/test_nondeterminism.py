@@ -11,11 +11,12 @@ from lrmrepro.stats.nondeterminism import (
     RUNS_SCHEMA,
     compute_group_metrics,
     load_runs,
-    noise_floor,
+    nondeterminism_tables,
     pass_at_k,
     pass_at_k_table,
     per_problem_divergence,
 )
+from lrmrepro.stats.noise_floor import noise_floor
 
 GROUP = {"model": "m", "compression": "none", "task": "t", "precision": "bf16", "decoding": "greedy"}
 
@@ -191,3 +192,20 @@ def test_load_runs_from_parquet(tmp_path):
     assert runs.get_column("top1_logprob")[0].to_list() == pytest.approx([-0.1, -0.7])
     m = compute_group_metrics(runs).row(0, named=True)
     assert m["n_configs"] == 2 and m["n_identical"] == 2 and m["std_acc"] == 0
+
+
+def test_one_pass_gives_the_three_tables_of_the_three_functions():
+    """nondeterminism_tables (the stats stage: each group aligned once) returns exactly what compute_group_metrics,
+    per_problem_divergence and pass_at_k_table return, for a greedy and a sampling group together."""
+    greedy = runs_frame([{"a": ([1, 2, 3], [0.9, 0.8, 0.7], True), "b": ([4, 5 + ci], [0.6, 0.5], ci == 1)}
+                         for ci in range(3)])
+    sampled = runs_frame([{pid: [([1, 2], None, bool((ci + pi + s) % 2)) for s in range(4)]
+                           for pi, pid in enumerate(["a", "b"])} for ci in range(3)], {**GROUP, "decoding": "sample"})
+    runs = pl.concat([sampled, greedy])
+    tables = nondeterminism_tables(runs, [2, 1, 2])
+    assert tables.metrics.equals(compute_group_metrics(runs))
+    assert tables.divergence.equals(per_problem_divergence(runs))
+    assert tables.passk.equals(pass_at_k_table(runs, [1, 2]))
+    assert tables.metrics.height == 2 and tables.divergence.height == 2 and tables.passk.height == 4
+    with pytest.raises(ValueError, match="ks must be"):
+        nondeterminism_tables(runs, [])

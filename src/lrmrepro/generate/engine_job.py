@@ -2,7 +2,8 @@
 generate every run of the grid point — its tasks and batch sizes — each into its own generations.parquet,
 generations.meta.json and resumable chunk store.
 
-A job is a list of *run specs*, built by ``rules/common.smk`` from the configuration::
+A job is a list of *run specs*, built by ``rules/common.smk`` from the configuration (JSON: it crosses into the vLLM
+environment's interpreter)::
 
     {"run": {model, compression, task, precision, backend, parallel, batch_size, hardware, decoding},
      "tasks_parquet": "results/tasks/<task>.parquet", "prompt_style": "chat_boxed" | "raw_think",
@@ -10,91 +11,138 @@ A job is a list of *run specs*, built by ``rules/common.smk`` from the configura
      "output": ".../generations.parquet", "meta": ".../generations.meta.json",
      "hardware_patterns": [regular expressions of the hardware label's alias, if any]}
 
-All specs of a job share the engine fields (``lrmrepro.runs.Engine.LABELS``: model, compression, precision, backend,
-parallel, hardware, decoding name); ``check_job`` refuses anything else, and a hardware label that is not true of
-this machine (``lrmrepro.hardware.check``), before any model is loaded.
+``check_job`` turns the specs into a :class:`Job` once, at that boundary (a :class:`lrmrepro.runs.Engine` and a
+:class:`RunSpec` per run, with its :class:`lrmrepro.runs.Run` and :class:`Decoding`), and the engine code works with
+those objects from there on. All specs of a job share the engine fields (``Engine.LABELS``: model, compression,
+precision, backend, parallel, hardware, decoding name); ``check_job`` refuses anything else, and a hardware label that
+is not true of this machine (``lrmrepro.hardware.check``), before any model is loaded.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 from .. import hardware as hw
 from ..provenance import Timer, hardware, hardware_label, write_meta
-from ..runs import Engine
+from ..runs import Engine, Run
 from .common import Decoding
 
 
-def check_job(runs: Sequence[dict[str, Any]]) -> None:
-    if not runs:
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of an engine job: the run, where its items are, its prompt style and decoding, where it writes."""
+
+    run: Run
+    tasks_parquet: str
+    prompt_style: str
+    decoding: Decoding
+    output: str
+    meta: str
+    hardware_patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> "RunSpec":
+        """A run spec as ``rules/common.smk`` (``run_spec``) writes it."""
+        return cls(run=Run.from_wildcards(spec["run"]), tasks_parquet=str(spec["tasks_parquet"]),
+                   prompt_style=str(spec["prompt_style"]), decoding=Decoding(**spec["decoding"]),
+                   output=str(spec["output"]), meta=str(spec["meta"]),
+                   hardware_patterns=tuple(spec.get("hardware_patterns", ())))
+
+
+@dataclass(frozen=True)
+class Job:
+    """The runs of one engine job and the engine they share."""
+
+    engine: Engine
+    runs: tuple[RunSpec, ...]
+
+    @property
+    def max_batch_size(self) -> int:
+        return max(spec.run.batch_size for spec in self.runs)
+
+    def summary(self) -> dict[str, Any]:
+        """What meta.json records about the job a run was generated in."""
+        return {"runs_in_engine": len(self.runs),
+                "tasks_in_engine": sorted({s.run.task for s in self.runs}),
+                "batch_sizes_in_engine": sorted({s.run.batch_size for s in self.runs})}
+
+
+def check_job(specs: Sequence[Mapping[str, Any]]) -> Job:
+    """The job of ``specs`` (JSON run specs), checked: one engine, distinct outputs, and a hardware label that is
+    true of this machine."""
+    if not specs:
         raise ValueError("a generation job needs at least one run")
-    first = runs[0]["run"]
+    runs = tuple(RunSpec.parse(spec) for spec in specs)
+    engine = Engine.of(runs[0].run)
     for spec in runs:
-        differ = [k for k in Engine.LABELS if spec["run"][k] != first[k]]
+        differ = [k for k in Engine.LABELS if getattr(spec.run, k) != getattr(engine, k)]
         if differ:
-            raise ValueError(f"runs of one engine job must share {', '.join(Engine.LABELS)}; run {spec['run']} "
-                             f"differs from {first} in {differ}")
-    outputs = [spec["output"] for spec in runs]
+            raise ValueError(f"runs of one engine job must share {', '.join(Engine.LABELS)}; run "
+                             f"{spec.run.labels()} differs from {runs[0].run.labels()} in {differ}")
+    outputs = [spec.output for spec in runs]
     if len(set(outputs)) != len(outputs):
         raise ValueError("two runs of one job write the same output")
-    label = first["hardware"]
-    hw.check(label, hardware(), {label: tuple(runs[0].get("hardware_patterns", ()))})
+    hw.check(engine.hardware, hardware(), {engine.hardware: runs[0].hardware_patterns})
+    return Job(engine, runs)
 
 
-def prepared(runs: Sequence[dict[str, Any]], tokenizer: Any) -> list[tuple[dict[str, Any], list[str], list[str],
-                                                                             Decoding]]:
-    """(spec, item ids, prompts, decoding) per run; each task's items are read and prompted once."""
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run with its items' ids and prompts (and their token ids, where the backend takes those)."""
+
+    spec: RunSpec
+    ids: list[str]
+    prompts: list[str]
+    token_ids: list[list[int]] | None = None
+
+
+def prepare(job: Job, tokenizer: Any,
+            encode: Callable[[list[str]], list[list[int]]] | None = None) -> list[PreparedRun]:
+    """Every run's items and prompts; each task's items are read, prompted (and tokenized with ``encode``) once."""
     import polars as pl
 
     from ..prompts import build_prompts_for_items
 
-    cache: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    cache: dict[tuple[str, str], tuple[list[str], list[str], list[list[int]] | None]] = {}
     out = []
-    for spec in runs:
-        key = (spec["tasks_parquet"], spec["prompt_style"])
+    for spec in job.runs:
+        key = (spec.tasks_parquet, spec.prompt_style)
         if key not in cache:
-            items = pl.read_parquet(spec["tasks_parquet"])
-            cache[key] = (items.get_column("id").to_list(), build_prompts_for_items(items, spec["prompt_style"],
-                                                                                    tokenizer))
-        ids, prompts = cache[key]
-        out.append((spec, ids, prompts, Decoding(**spec["decoding"])))
+            items = pl.read_parquet(spec.tasks_parquet)
+            prompts = build_prompts_for_items(items, spec.prompt_style, tokenizer)
+            cache[key] = (items.get_column("id").to_list(), prompts, encode(prompts) if encode else None)
+        ids, prompts, token_ids = cache[key]
+        out.append(PreparedRun(spec, ids, prompts, token_ids))
     return out
 
 
-def engine_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """What meta.json records about the job a run was generated in."""
-    return {"runs_in_engine": len(runs),
-            "tasks_in_engine": sorted({s["run"]["task"] for s in runs}),
-            "batch_sizes_in_engine": sorted({int(s["run"]["batch_size"]) for s in runs})}
-
-
-def generate_all(runs: Sequence[dict[str, Any]], generate: Callable[..., dict[str, Any]], tokenizer: Any, *,
+def generate_all(job: Job, prepared: Sequence[PreparedRun], generate: Callable[[PreparedRun], dict[str, Any]], *,
                  code: str | None, log: logging.Logger, extra_config: dict[str, Any] | None = None) -> None:
-    """Generate every run with ``generate(prompts, ids, batch_size=, decoding=, output=, code=)`` and write its
+    """Generate every prepared run with ``generate(prepared_run)`` (the backend's figures for meta.json) and write its
     meta.json."""
-    check_job(runs)
     detected = hardware_label()
-    summary = engine_summary(runs)
-    for spec, ids, prompts, decoding in prepared(runs, tokenizer):
+    summary = job.summary()
+    for item in prepared:
+        spec = item.spec
         with Timer() as t:
-            figures = generate(prompts, ids, batch_size=int(spec["run"]["batch_size"]), decoding=decoding,
-                               output=spec["output"], code=code)
-        log.info("%s: %.1f tokens/s", spec["output"], figures["tokens_per_s"])
-        write_meta(spec["meta"], "generate", {"run": spec["run"], "decoding": decoding.as_dict(),
-                                              "prompt_style": spec["prompt_style"], **(extra_config or {})},
+            figures = generate(item)
+        log.info("%s: %.1f tokens/s", spec.output, figures["tokens_per_s"])
+        write_meta(spec.meta, "generate", {"run": spec.run.labels(), "decoding": spec.decoding.as_dict(),
+                                           "prompt_style": spec.prompt_style, **(extra_config or {})},
                    code=code, wall_seconds=t.seconds, detected_hardware=detected, **summary, **figures)
 
 
-def run_transformers_engine(model_dir: str, runs: Sequence[dict[str, Any]], *, code: str | None,
+def run_transformers_engine(model_dir: str, specs: Sequence[Mapping[str, Any]], *, code: str | None,
                             log: logging.Logger) -> None:
     from .transformers_backend import TransformersGenerator
 
-    check_job(runs)
-    first = runs[0]["run"]
-    gen = TransformersGenerator(model_dir, precision=first["precision"], parallel=int(first["parallel"]))
+    job = check_job(specs)
+    gen = TransformersGenerator(model_dir, precision=job.engine.precision, parallel=job.engine.parallel)
 
-    def generate(prompts, ids, **kw):
-        return gen.generate_table(prompts, ids, progress=False, **kw)
+    def generate(item: PreparedRun) -> dict[str, Any]:
+        return gen.generate_table(item.prompts, item.ids, batch_size=item.spec.run.batch_size,
+                                  decoding=item.spec.decoding, output=item.spec.output, progress=False, code=code)
 
-    generate_all(runs, generate, gen.tokenizer, code=code, log=log)
+    generate_all(job, prepare(job, gen.tokenizer), generate, code=code, log=log)

@@ -15,19 +15,16 @@ fp32), so the values are identical (tested; ``benchmarks/generation_memory.py`` 
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from ..layercast import load_model
-from .common import TOP_K, ChunkStore, Decoding, chunk_seed, chunks, store_key, throughput
-
-log = logging.getLogger(__name__)
+from .common import TOP_K, Decoding, chunk_seed, store_key
+from .loop import Stopwatch, generate_chunks
 
 
 class _TopKRecorder:
@@ -152,45 +149,29 @@ class TransformersGenerator:
 
         Finished chunks of an interrupted run are kept (``ChunkStore``) and skipped on a rerun with the same run
         and the same ``code`` (the generate rule's code fingerprint)."""
-        if len(prompts) != len(ids):
-            raise ValueError("prompts and ids differ in length")
         torch.set_num_threads(self.parallel)
-        spans = chunks(len(prompts), batch_size)
         key = store_key(self.model_dir, prompts, ids, backend="transformers", precision=self.precision,
                         parallel=self.parallel, batch_size=batch_size, decoding=decoding, device=self.device)
-        store = ChunkStore(output, key, code=code)
-        resumed = store.finished_chunks()
-        if resumed:
-            log.info("resuming: %d of %d chunks already generated", len(resumed), len(spans))
-        gen_seconds = 0.0
-        # only the lengths of finished rows are kept: holding every row's nested top-k lists until the end made
-        # Python's cyclic garbage collector rescan them after each chunk (+30 % wall time on 256 short prompts)
-        output_lengths: list[int] = []
-        for chunk_idx, span in enumerate(tqdm(spans, desc=f"generate {self.precision} bs{batch_size} p{self.parallel}",
-                                              disable=not progress, mininterval=2)):
-            if store.done(chunk_idx):
-                continue
+        device = torch.device(self.device)
+
+        def generate_chunk(chunk_idx: int, span: range, clock: Stopwatch) -> list[dict[str, Any]]:
             torch.manual_seed(chunk_seed(decoding.seed, chunk_idx))
             chunk_prompts = [prompts[i] for i in span]
-            t0 = time.perf_counter()
-            new_tokens, top_ids, top_lp = _generate_chunk(self.model, self.tokenizer, chunk_prompts, decoding,
-                                                          torch.device(self.device))
-            gen_seconds += time.perf_counter() - t0
-            rows = _rows([ids[i] for i in span], chunk_prompts, chunk_idx, new_tokens, top_ids, top_lp,
-                         decoding.n, self.tokenizer.eos_token_id, self.tokenizer)
-            store.write(chunk_idx, rows)
-            output_lengths.extend(r["output_length"] for r in rows)
-        table = store.finalize(len(spans))
+            with clock:
+                new_tokens, top_ids, top_lp = _generate_chunk(self.model, self.tokenizer, chunk_prompts, decoding,
+                                                              device)
+            return _rows([ids[i] for i in span], chunk_prompts, chunk_idx, new_tokens, top_ids, top_lp, decoding.n,
+                         self.tokenizer.eos_token_id, self.tokenizer)
+
+        figures = generate_chunks(prompts, ids, batch_size=batch_size, output=output, key=key, code=code,
+                                  generate_chunk=generate_chunk, progress=progress,
+                                  desc=f"generate {self.precision} bs{batch_size} p{self.parallel}")
         return {
             "backend": "transformers",
             "device": self.device,
             "torch_threads": torch.get_num_threads(),
-            "n_prompts": len(prompts),
-            "n_chunks": len(spans),
-            "resumed_chunks": len(resumed),
             "model_load_seconds": self.load_seconds,
-            "generation_seconds": gen_seconds,
-            **throughput(table, output_lengths, gen_seconds),
+            **figures,
         }
 
 

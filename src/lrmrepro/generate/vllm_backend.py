@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import common
-from .common import TOP_K, ChunkStore, Decoding, chunk_seed, chunks, throughput
+from .common import TOP_K, Decoding, chunk_seed
+from .loop import Stopwatch, generate_chunks
 from .vllm_engine import detect_device, engine_kwargs, gpu_info, needed_model_len, prepare_environment, \
     register_layercast
 from ..compress.schemes import scheme_of_checkpoint
@@ -109,6 +110,11 @@ def rows_from_outputs(outputs: Sequence[Any], ids: Sequence[str], prompts: Seque
     return rows
 
 
+def encode(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
+    """The prompts' token ids as the engine gets them (no special tokens added: the prompts are already templated)."""
+    return [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+
 def _vllm_version() -> str:
     import vllm
 
@@ -122,11 +128,12 @@ class VllmGenerator:
     setting; a test checks that the results equal those of an engine of its own).
 
     ``max_model_len`` must cover the longest prompt + max_new_tokens of every later call (``needed_model_len``).
-    Raises ``UnsupportedRun`` before loading anything when the combination cannot run."""
+    ``tokenizer``: the checkpoint's tokenizer, where the caller has loaded it already. Raises ``UnsupportedRun``
+    before loading anything when the combination cannot run."""
 
     def __init__(self, model_dir: str | Path, *, precision: str, parallel: int, max_batch_size: int, n: int = 1,
                  seed: int = 0, max_model_len: int, batch_invariant: bool = False, enforce_eager: bool | None = None,
-                 cache_root: str | Path | None = None) -> None:
+                 cache_root: str | Path | None = None, tokenizer: Any = None) -> None:
         if parallel < 1 or max_batch_size < 1:
             raise ValueError(f"parallel and max_batch_size must be >= 1, got {parallel}, {max_batch_size}")
         self.model_dir = Path(model_dir)
@@ -141,9 +148,11 @@ class VllmGenerator:
             register_layercast(parallel)
         self.precision, self.parallel, self.max_batch_size = precision, parallel, max_batch_size
         self.n, self.seed, self.batch_invariant, self.max_model_len = n, seed, batch_invariant, max_model_len
-        from transformers import AutoTokenizer
+        if tokenizer is None:
+            from transformers import AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+            tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.tokenizer = tokenizer
         self.kwargs = engine_kwargs(self.model_dir, precision, parallel, max_batch_size,
                                     Decoding(max_new_tokens=1, temperature=1.0 if n > 1 else 0.0, n=n, seed=seed),
                                     max_model_len, self.eager)
@@ -185,64 +194,45 @@ class VllmGenerator:
         }
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        return [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        return encode(self.tokenizer, prompts)
 
     def generate_table(self, prompts: Sequence[str], ids: Sequence[str], *, batch_size: int, decoding: Decoding,
-                       output: str | Path, progress: bool = True, code: str | None = None) -> dict[str, Any]:
+                       output: str | Path, progress: bool = True, code: str | None = None,
+                       encoded: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
         """Generate for all prompts and write ``output``; finished chunks of an interrupted run with the same key and
-        ``code`` (the generate rule's code fingerprint) are skipped."""
+        ``code`` (the generate rule's code fingerprint) are skipped. ``encoded``: the prompts' token ids, where the
+        caller has them already (``encode``); else the prompts are tokenized here."""
         if len(prompts) != len(ids):
             raise ValueError("prompts and ids differ in length")
         if not 1 <= batch_size <= self.max_batch_size:
             raise ValueError(f"batch_size {batch_size} is outside 1..{self.max_batch_size} (the engine's max_batch_size)")
         if decoding.n != self.n or decoding.seed != self.seed:
             raise ValueError(f"this engine was built for n={self.n}, seed={self.seed}; got decoding {decoding}")
-        encoded = self.encode(prompts)
+        if encoded is None:
+            encoded = self.encode(prompts)
+        elif len(encoded) != len(prompts):
+            raise ValueError("encoded and prompts differ in length")
         needed_model_len(self.model_dir, [len(e) for e in encoded], decoding.max_new_tokens)
         if max((len(e) for e in encoded), default=0) + decoding.max_new_tokens > self.max_model_len:
             raise ValueError(f"prompts + max_new_tokens exceed the engine's max_model_len {self.max_model_len}")
         from vllm.inputs import TokensPrompt
 
-        spans = chunks(len(prompts), batch_size)
         key = store_key(self.model_dir, prompts, ids, precision=self.precision, parallel=self.parallel,
                         batch_size=batch_size, decoding=decoding, device=self.device,
                         batch_invariant=self.batch_invariant, enforce_eager=self.eager, vllm_version=_vllm_version())
-        store = ChunkStore(output, key, code=code)
-        resumed = store.finished_chunks()
-        if resumed:
-            log.info("resuming: %d of %d chunks already generated", len(resumed), len(spans))
-        todo = [(i, s) for i, s in enumerate(spans) if not store.done(i)]
-        bar = None
-        if progress:
-            from tqdm import tqdm
 
-            bar = tqdm(total=len(spans), initial=len(spans) - len(todo), mininterval=2,
-                       desc=f"vllm {self.precision} bs{batch_size} tp{self.parallel}")
-        gen_seconds = 0.0
-        output_lengths: list[int] = []  # lengths only (see transformers_backend)
-        for chunk_idx, span in todo:
+        def generate_chunk(chunk_idx: int, span: range, clock: Stopwatch) -> list[dict[str, Any]]:
             requests = [TokensPrompt(prompt_token_ids=encoded[i]) for i in span]
             params = sampling_params(decoding, chunk_idx, len(span))
-            t0 = time.perf_counter()
-            outputs = self.llm.generate(requests, params, use_tqdm=False)
-            gen_seconds += time.perf_counter() - t0
-            rows = rows_from_outputs(outputs, [ids[i] for i in span], [prompts[i] for i in span], chunk_idx,
+            with clock:
+                outputs = self.llm.generate(requests, params, use_tqdm=False)
+            return rows_from_outputs(outputs, [ids[i] for i in span], [prompts[i] for i in span], chunk_idx,
                                      self.tokenizer)
-            store.write(chunk_idx, rows)
-            output_lengths.extend(r["output_length"] for r in rows)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        table = store.finalize(len(spans))
-        return {
-            **self.engine_meta(),
-            "n_prompts": len(prompts),
-            "n_chunks": len(spans),
-            "resumed_chunks": len(resumed),
-            "generation_seconds": gen_seconds,
-            **throughput(table, output_lengths, gen_seconds),
-        }
+
+        figures = generate_chunks(prompts, ids, batch_size=batch_size, output=output, key=key, code=code,
+                                  generate_chunk=generate_chunk, progress=progress,
+                                  desc=f"vllm {self.precision} bs{batch_size} tp{self.parallel}")
+        return {**self.engine_meta(), **figures}
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
@@ -280,12 +270,14 @@ def generate_table(
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    counts = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    encoded = encode(tokenizer, prompts)
     gen = VllmGenerator(model_dir, precision=precision, parallel=parallel, max_batch_size=batch_size, n=decoding.n,
-                        seed=decoding.seed, max_model_len=needed_model_len(model_dir, counts, decoding.max_new_tokens),
-                        batch_invariant=batch_invariant, enforce_eager=enforce_eager, cache_root=cache_root)
+                        seed=decoding.seed,
+                        max_model_len=needed_model_len(model_dir, [len(e) for e in encoded], decoding.max_new_tokens),
+                        batch_invariant=batch_invariant, enforce_eager=enforce_eager, cache_root=cache_root,
+                        tokenizer=tokenizer)
     try:
         return gen.generate_table(prompts, ids, batch_size=batch_size, decoding=decoding, output=output,
-                                  progress=progress, code=code)
+                                  progress=progress, code=code, encoded=encoded)
     finally:
         gen.close()

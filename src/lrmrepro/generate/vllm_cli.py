@@ -9,8 +9,9 @@ vLLM starts its engine and workers with `spawn`, which re-imports the main modul
       [--code FP] [--batch-invariant] [--enforce-eager auto|true|false]
 
 A run spec is ``{"run": {labels}, "tasks_parquet", "prompt_style", "decoding", "output", "meta"}`` (see
-``engine_job``); ``--job @file.json`` reads the list from a file. The runs must share the engine fields; their
-decodings may differ only in ``max_new_tokens``.
+``engine_job``, which turns the specs into a ``Job`` of ``Run`` / ``Engine`` objects); ``--job @file.json`` reads the
+list from a file. The runs must share the engine fields; their decodings may differ only in ``max_new_tokens``. Each
+task's prompts are built and tokenized once, for the engine's ``max_model_len`` and for generation alike.
 """
 
 import argparse
@@ -46,31 +47,30 @@ def main(argv=None) -> int:
 
     from transformers import AutoTokenizer
 
-    from .common import Decoding
-    from .engine_job import check_job, generate_all, prepared
-    from .vllm_backend import VllmGenerator
+    from .engine_job import PreparedRun, check_job, generate_all, prepare
+    from .vllm_backend import VllmGenerator, encode
     from .vllm_engine import needed_model_len
 
-    runs = load_job(args.job)
-    check_job(runs)
-    decodings = [Decoding(**spec["decoding"]) for spec in runs]
+    job = check_job(load_job(args.job))  # the JSON specs become Run / Engine objects here, once
+    decodings = [spec.decoding for spec in job.runs]
     if len({(d.n, d.seed, d.temperature, d.top_p) for d in decodings}) != 1:
         raise SystemExit("runs sharing one engine must share decoding n, seed, temperature and top_p")
-    first = runs[0]["run"]
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    max_len = max(needed_model_len(args.model, [len(tokenizer(p, add_special_tokens=False)["input_ids"])
-                                                for p in prompts], dec.max_new_tokens)
-                  for _, _, prompts, dec in prepared(runs, tokenizer))
+    prepared = prepare(job, tokenizer, encode=lambda prompts: encode(tokenizer, prompts))  # tokenized once
+    max_len = max(needed_model_len(args.model, [len(t) for t in item.token_ids], item.spec.decoding.max_new_tokens)
+                  for item in prepared)
     eager = {"auto": None, "true": True, "false": False}[args.enforce_eager]
-    gen = VllmGenerator(args.model, precision=first["precision"], parallel=int(first["parallel"]),
-                        max_batch_size=max(int(s["run"]["batch_size"]) for s in runs), n=decodings[0].n,
-                        seed=decodings[0].seed, max_model_len=max_len, batch_invariant=args.batch_invariant,
-                        enforce_eager=eager)
+    gen = VllmGenerator(args.model, precision=job.engine.precision, parallel=job.engine.parallel,
+                        max_batch_size=job.max_batch_size, n=decodings[0].n, seed=decodings[0].seed,
+                        max_model_len=max_len, batch_invariant=args.batch_invariant, enforce_eager=eager,
+                        tokenizer=tokenizer)
     try:
-        def generate(prompts, ids, **kw):
-            return gen.generate_table(prompts, ids, progress=False, **kw)
+        def generate(item: PreparedRun) -> dict:
+            return gen.generate_table(item.prompts, item.ids, batch_size=item.spec.run.batch_size,
+                                      decoding=item.spec.decoding, output=item.spec.output, progress=False,
+                                      code=args.code, encoded=item.token_ids)
 
-        generate_all(runs, generate, gen.tokenizer, code=args.code, log=log,
+        generate_all(job, prepared, generate, code=args.code, log=log,
                      extra_config={"batch_invariant": args.batch_invariant})
     finally:
         gen.close()

@@ -20,8 +20,7 @@ loops run over groups and over configurations, never over tokens.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import polars as pl
@@ -136,9 +135,21 @@ def _padded(col: pl.Series, n_rows: int, fill, dtype) -> tuple[np.ndarray, np.nd
 # one group
 
 
-def _aligned(group: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int, int, int]:
+class Aligned(NamedTuple):
+    """A group's rows sorted by (configuration, id, sample_idx) (``_config``: the configuration's index), its
+    configurations, their number C, the number of problems P, samples per problem n and the group labels."""
+
+    rows: pl.DataFrame
+    configs: pl.DataFrame
+    n_conf: int
+    n_problems: int
+    n_samples: int
+    labels: dict[str, Any]
+
+
+def _aligned(group: pl.DataFrame) -> Aligned:
     """Sort a group's rows by (configuration, id, sample_idx) and check that every configuration has the same
-    (id, sample_idx) rows. Returns (rows, configs, C, P, n)."""
+    (id, sample_idx) rows."""
     configs = group.select(CONFIG_KEYS).unique().sort(CONFIG_KEYS).with_row_index("_config")
     rows = group.join(configs, on=CONFIG_KEYS, how="left").sort(["_config", "id", "sample_idx"])
     n_conf = configs.height
@@ -159,7 +170,7 @@ def _aligned(group: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int, int,
     n_problems = rows.filter(pl.col("_config") == 0).get_column("id").n_unique()
     if per % n_problems:
         raise ValueError(f"group {label}: problems have different numbers of samples")
-    return rows, configs, n_conf, n_problems, per // n_problems
+    return Aligned(rows, configs, n_conf, n_problems, per // n_problems, label)
 
 
 def _greedy_arrays(rows: pl.DataFrame, n_conf: int, n_problems: int, ddof: int) -> dict[str, np.ndarray]:
@@ -210,9 +221,9 @@ def _greedy_arrays(rows: pl.DataFrame, n_conf: int, n_problems: int, ddof: int) 
     }
 
 
-def _group_metrics(group: pl.DataFrame, ddof: int) -> tuple[dict[str, Any], pl.DataFrame | None]:
-    rows, configs, n_conf, n_problems, n_samples = _aligned(group)
-    labels = {k: group.get_column(k)[0] for k in GROUP_KEYS}
+def _group_metrics(aligned: Aligned, ddof: int) -> tuple[dict[str, Any], pl.DataFrame | None]:
+    """A group's metrics row and (greedy groups) its per-problem divergence rows."""
+    rows, _, n_conf, n_problems, n_samples, labels = aligned
     per_config = (rows.group_by("_config").agg(pl.col("correct").cast(pl.Float64).mean().alias("acc"))
                   .sort("_config").get_column("acc").to_numpy())
     # Pass@1 per configuration: mean over problems of c/n
@@ -287,113 +298,85 @@ def _check_ddof(ddof: int) -> int:
     return ddof
 
 
+PASSK_SCHEMA = {
+    **GROUP_SCHEMA, "k": pl.Int64, "n_samples": pl.Int64, "n_configs": pl.Int64, "n_problems": pl.Int64,
+    "ddof": pl.Int64, "pass_at_k_mean": pl.Float64, "pass_at_k_std": pl.Float64, "pass_at_k_min": pl.Float64,
+    "pass_at_k_max": pl.Float64,
+}
+
+
+def _check_ks(ks: Sequence[int]) -> list[int]:
+    if not ks or any(int(k) < 1 for k in ks):
+        raise ValueError(f"ks must be a non-empty list of integers >= 1, got {ks!r}")
+    return sorted({int(k) for k in ks})
+
+
+def _pass_at_k_rows(aligned: Aligned, ks: Sequence[int], ddof: int) -> list[dict[str, Any]]:
+    """A group's pass@k rows, one per k (sorted, distinct)."""
+    rows, _, n_conf, n_problems, n_samples, labels = aligned
+    per = (rows.group_by(["_config", "id"]).agg(pl.col("correct").sum().alias("c"), pl.len().alias("n"))
+           .sort(["_config", "id"]))
+    c = per.get_column("c").to_numpy().reshape(n_conf, n_problems)
+    out = []
+    for k in ks:
+        vals = None if k > n_samples else pass_at_k(n_samples, c, k).mean(axis=1)
+        out.append({**labels, "k": k, "n_samples": n_samples, "n_configs": n_conf, "n_problems": n_problems,
+                    "ddof": ddof,
+                    "pass_at_k_mean": None if vals is None else float(vals.mean()),
+                    "pass_at_k_std": None if vals is None else float(std(vals, ddof)),
+                    "pass_at_k_min": None if vals is None else float(vals.min()),
+                    "pass_at_k_max": None if vals is None else float(vals.max())})
+    return out
+
+
+class NondeterminismTables(NamedTuple):
+    """The three tables of the stats_nondeterminism stage."""
+
+    metrics: pl.DataFrame  #: one row per group (``METRICS_SCHEMA``)
+    divergence: pl.DataFrame  #: one row per (greedy group, problem) (``DIVERGENCE_SCHEMA``)
+    passk: pl.DataFrame  #: one row per (group, k) (``PASSK_SCHEMA``)
+
+
+def _tables(runs: pl.DataFrame, ddof: int, ks: Sequence[int] | None, metrics: bool = True) -> NondeterminismTables:
+    """One pass over the groups: each group is aligned once and its metrics (with ``metrics``) and pass@k rows
+    (with ``ks``) come from that alignment."""
+    _check_ddof(ddof)
+    ks = _check_ks(ks) if ks is not None else []
+    rows: list[dict[str, Any]] = []
+    parts: list[pl.DataFrame] = []
+    passk: list[dict[str, Any]] = []
+    for group in _groups(runs):
+        aligned = _aligned(group)
+        if metrics:
+            row, per_problem = _group_metrics(aligned, ddof)
+            rows.append(row)
+            if per_problem is not None:
+                parts.append(per_problem.select([pl.col(k).cast(t) for k, t in DIVERGENCE_SCHEMA.items()]))
+        passk.extend(_pass_at_k_rows(aligned, ks, ddof))
+    return NondeterminismTables(pl.DataFrame(rows, schema=METRICS_SCHEMA),
+                                pl.concat(parts) if parts else pl.DataFrame(schema=DIVERGENCE_SCHEMA),
+                                pl.DataFrame(passk, schema=PASSK_SCHEMA))
+
+
+def nondeterminism_tables(runs: pl.DataFrame, ks: Sequence[int], ddof: int = DEFAULT_DDOF) -> NondeterminismTables:
+    """All three tables of the stage in one pass (what ``compute_group_metrics``, ``per_problem_divergence`` and
+    ``pass_at_k_table`` return, each group aligned once)."""
+    return _tables(runs, ddof, ks)
+
+
 def compute_group_metrics(runs: pl.DataFrame, ddof: int = DEFAULT_DDOF) -> pl.DataFrame:
     """One row per group with the metrics above (see ``METRICS_SCHEMA``); stds use ``ddof``."""
-    _check_ddof(ddof)
-    rows = [_group_metrics(g, ddof)[0] for g in _groups(runs)]
-    return pl.DataFrame(rows, schema=METRICS_SCHEMA)
+    return _tables(runs, ddof, None).metrics
 
 
 def per_problem_divergence(runs: pl.DataFrame, ddof: int = DEFAULT_DDOF) -> pl.DataFrame:
     """One row per (greedy group, problem): Div_Index (null when identical), per-problem top-1-prob and
     output-length std (see ``DIVERGENCE_SCHEMA``). Sampling groups are skipped. Input of Figure 5."""
-    _check_ddof(ddof)
-    parts = [p for g in _groups(runs) if (p := _group_metrics(g, ddof)[1]) is not None]
-    if not parts:
-        return pl.DataFrame(schema=DIVERGENCE_SCHEMA)
-    return pl.concat([p.select([pl.col(k).cast(t) for k, t in DIVERGENCE_SCHEMA.items()]) for p in parts])
+    return _tables(runs, ddof, None).divergence
 
 
 def pass_at_k_table(runs: pl.DataFrame, ks: Sequence[int], ddof: int = DEFAULT_DDOF) -> pl.DataFrame:
     """Unbiased pass@k per group and k: mean and std over configurations of (mean over problems of pass@k).
 
     ``n_samples`` is the number of samples per problem; ks larger than it give null values."""
-    _check_ddof(ddof)
-    if not ks or any(int(k) < 1 for k in ks):
-        raise ValueError(f"ks must be a non-empty list of integers >= 1, got {ks!r}")
-    out = []
-    for g in _groups(runs):
-        rows, configs, n_conf, n_problems, n_samples = _aligned(g)
-        per = (rows.group_by(["_config", "id"]).agg(pl.col("correct").sum().alias("c"), pl.len().alias("n"))
-               .sort(["_config", "id"]))
-        c = per.get_column("c").to_numpy().reshape(n_conf, n_problems)
-        labels = {k: g.get_column(k)[0] for k in GROUP_KEYS}
-        for k in sorted({int(k) for k in ks}):
-            if k > n_samples:
-                vals = None
-            else:
-                vals = pass_at_k(n_samples, c, k).mean(axis=1)
-            out.append({**labels, "k": k, "n_samples": n_samples, "n_configs": n_conf, "n_problems": n_problems,
-                        "ddof": ddof,
-                        "pass_at_k_mean": None if vals is None else float(vals.mean()),
-                        "pass_at_k_std": None if vals is None else float(std(vals, ddof)),
-                        "pass_at_k_min": None if vals is None else float(vals.min()),
-                        "pass_at_k_max": None if vals is None else float(vals.max())})
-    schema = {**{k: pl.String for k in GROUP_KEYS}, "k": pl.Int64, "n_samples": pl.Int64, "n_configs": pl.Int64,
-              "n_problems": pl.Int64, "ddof": pl.Int64, "pass_at_k_mean": pl.Float64, "pass_at_k_std": pl.Float64,
-              "pass_at_k_min": pl.Float64, "pass_at_k_max": pl.Float64}
-    return pl.DataFrame(out, schema=schema)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# noise floor
-
-
-def _as_generations(gen: pl.DataFrame | str | Path) -> pl.DataFrame:
-    if isinstance(gen, (str, Path)):
-        gen = pl.read_parquet(gen, columns=["id", "sample_idx", "token_ids", "topk_ids", "topk_logprobs"])
-    return gen
-
-
-def noise_floor(gen_a: pl.DataFrame | str | Path, gen_b: pl.DataFrame | str | Path) -> dict[str, Any]:
-    """Compare two generations tables of the *same* configuration run twice.
-
-    Returns ``tokens_identical`` (all token_ids equal), ``topk_ids_identical``, ``logprobs_identical`` (top-k
-    logprobs bit-identical, compared as float32 bit patterns), ``max_abs_delta_logprob`` (max |Δ| of the top-k
-    logprob at the same rank, over positions < min of the two lengths) and row counts."""
-    a, b = _as_generations(gen_a), _as_generations(gen_b)
-    keys = ["id", "sample_idx"]
-    ka, kb = a.select(keys).sort(keys), b.select(keys).sort(keys)
-    if not ka.equals(kb):
-        raise ValueError("noise_floor: the two generations tables do not have the same (id, sample_idx) rows")
-    if ka.is_duplicated().any():
-        raise ValueError("noise_floor: duplicate (id, sample_idx) rows")
-    a, b = a.sort(keys), b.sort(keys)
-    n = a.height
-    tok_a, len_a = _padded(a.get_column("token_ids"), n, -1, np.int64)
-    tok_b, len_b = _padded(b.get_column("token_ids"), n, -1, np.int64)
-    width = max(tok_a.shape[1], tok_b.shape[1])
-    tok_a = np.pad(tok_a, ((0, 0), (0, width - tok_a.shape[1])), constant_values=-1)
-    tok_b = np.pad(tok_b, ((0, 0), (0, width - tok_b.shape[1])), constant_values=-1)
-    rows_tok_differ = (tok_a != tok_b).any(axis=1)
-
-    def flat_topk(df: pl.DataFrame, col: str, dtype, fill):
-        inner = df.get_column(col).explode()  # one entry per position (null for empty outer lists)
-        inner = inner.drop_nulls()
-        arr, _ = _padded(inner, inner.len(), fill, dtype)
-        return arr
-
-    ids_a, ids_b = flat_topk(a, "topk_ids", np.int64, -1), flat_topk(b, "topk_ids", np.int64, -1)
-    lp_a = flat_topk(a, "topk_logprobs", np.float32, np.nan)
-    lp_b = flat_topk(b, "topk_logprobs", np.float32, np.nan)
-    # positions < min length of each row, in the flattened (row, position) order of each table
-    common = np.minimum(len_a, len_b)
-    pos_a = np.concatenate([[0], np.cumsum(len_a)[:-1]]) if n else np.zeros(0, np.int64)
-    pos_b = np.concatenate([[0], np.cumsum(len_b)[:-1]]) if n else np.zeros(0, np.int64)
-    offs = np.arange(int(common.sum())) - np.repeat(np.cumsum(common) - common, common)
-    sel_a = np.repeat(pos_a, common) + offs
-    sel_b = np.repeat(pos_b, common) + offs
-    same_shape = (len_a == len_b).all() and lp_a.shape == lp_b.shape
-    logprobs_identical = bool(same_shape and np.array_equal(lp_a.view(np.uint32), lp_b.view(np.uint32)))
-    topk_ids_identical = bool(same_shape and np.array_equal(ids_a, ids_b))
-    k = min(lp_a.shape[1], lp_b.shape[1]) if sel_a.size else 0
-    delta = np.abs(lp_a[sel_a, :k].astype(np.float64) - lp_b[sel_b, :k].astype(np.float64)) if k else np.zeros(0)
-    return {
-        "n_rows": n,
-        "tokens_identical": bool(not rows_tok_differ.any()),
-        "n_rows_tokens_differ": int(rows_tok_differ.sum()),
-        "topk_ids_identical": topk_ids_identical,
-        "logprobs_identical": logprobs_identical,
-        "max_abs_delta_logprob": float(np.nanmax(delta)) if delta.size and np.isfinite(delta).any() else 0.0,
-        "n_positions_compared": int(sel_a.size),
-    }
+    return _tables(runs, ddof, ks, metrics=False).passk
