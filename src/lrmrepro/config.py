@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 import jsonschema
 import yaml
 
+from .compress.distill_config import check_distill_entries
 from .runs import Run, expand_runs
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
@@ -113,6 +114,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, *, work
     _check_references(config)
     scoring_policies(config)
     _check_recipes(config)
+    check_distill_entries(config, schema, workdir)  # method: distill entries (lrmrepro.compress.distill_config)
     _check_importance(config)
     if workdir is not None:
         _check_files(config, Path(workdir))
@@ -124,6 +126,8 @@ def _check_recipes(config: dict) -> None:
 
     names = available_recipes()
     for name, entry in config.get("compressions", {}).items():
+        if entry.get("method") == "distill":
+            continue
         if entry["recipe"] not in names:
             raise ConfigError(
                 f"config key compressions.{name}.recipe: {entry['recipe']!r} is not a recipe; allowed values "
