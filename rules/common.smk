@@ -302,7 +302,8 @@ def check_vllm_runs():
         scheme = "none"
         if engine.compression != "none":
             entry = config["compressions"][engine.compression]
-            scheme = scheme_of_recipe(Path(workflow.basedir) / "recipes" / f"{entry['recipe']}.yaml")
+            if "recipe" in entry:  # a distilled student (method: distill) is a dense checkpoint: scheme none
+                scheme = scheme_of_recipe(Path(workflow.basedir) / "recipes" / f"{entry['recipe']}.yaml")
         else:
             spec = config["models"][engine.model]
             ckpt = Path(engine.checkpoint) if Path(engine.checkpoint, "config.json").exists() else (
@@ -517,7 +518,7 @@ def final_targets():
         targets += [f"results/tables/{name}/compression_main_results.md", f"results/figures/{name}/bits_vs_accuracy.png"]
     for name in sparsity_experiments():
         targets += [f"results/figures/{name}/sparsity_sweep.png"]
-    return targets + importance_targets()
+    return targets + importance_targets() + weight_count_targets()  # weight_count_targets: rules/figures.smk
 
 
 check_vllm_runs()

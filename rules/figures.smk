@@ -163,3 +163,64 @@ rule figures_divergence:
         "results/benchmarks/figures_divergence/{experiment}.tsv"
     script:
         "../workflow_scripts/figures_divergence.py"
+
+
+# finding (1) of "When Reasoning Meets Compression": the weight count (pruning, distillation) against the accuracy
+# of the knowledge task and of the reasoning tasks (lrmrepro.figures.weight_count)
+def weight_count_tasks(name):
+    from lrmrepro.figures.weight_count import task_groups
+
+    return task_groups(config["tasks"], config["experiments"][name]["tasks"])
+
+
+def weight_count_experiments():
+    """Compression experiments with a knowledge and a reasoning task and a pruned or distilled variant."""
+    return [name for name in compression_experiments()
+            if all(weight_count_tasks(name)) and any(
+                config["compressions"].get(c, {}).get("sparsity") or config["compressions"].get(c, {}).get("method")
+                == "distill" for c in config["experiments"][name]["compressions"])]
+
+
+def weight_count_knowledge(wildcards):
+    return weight_count_tasks(wildcards.experiment)[0]
+
+
+def weight_count_reasoning(wildcards):
+    return weight_count_tasks(wildcards.experiment)[1]
+
+
+def weight_count_targets():
+    return [f"results/tables/{name}/weight_count_knowledge_vs_reasoning.md" for name in weight_count_experiments()]
+
+
+rule figure_weight_count:
+    input:
+        scores=experiment_scores,
+        info="results/summary/{experiment}/compression_info.parquet",
+        noise=noise_summary,
+    output:
+        table_md=report("results/tables/{experiment}/weight_count_knowledge_vs_reasoning.md", category="Compression",
+                        subcategory="{experiment}", labels={"table": "weight count: knowledge vs reasoning"}),
+        table_csv="results/tables/{experiment}/weight_count_knowledge_vs_reasoning.csv",
+        figure_png=report("results/figures/{experiment}/weight_count_knowledge_vs_reasoning.png",
+                          caption="../docs/report/weight_count.rst", category="Compression",
+                          subcategory="{experiment}", labels={"figure": "weight count: knowledge vs reasoning"}),
+        figure_pdf="results/figures/{experiment}/weight_count_knowledge_vs_reasoning.pdf",
+    params:
+        runs=experiment_run_refs,
+        decoding=experiment_first_decoding,
+        knowledge=weight_count_knowledge,
+        reasoning=weight_count_reasoning,
+        noise_experiment=noise_experiment,
+        resamples=config["statistics"]["bootstrap_resamples"],
+        seed=config["statistics"]["bootstrap_seed"],
+        level=config["statistics"]["ci_level"],
+        code=code_of("figure_weight_count.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/figure_weight_count/{experiment}.log",
+    benchmark:
+        "results/benchmarks/figure_weight_count/{experiment}.tsv"
+    script:
+        "../workflow_scripts/figure_weight_count.py"

@@ -235,3 +235,49 @@ def test_paper_config_commented_distill_entry_dry_runs(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     counts = dict(re.findall(r"(?m)^(\w+)\s+(\d+)$", proc.stdout))
     assert int(counts["distill"]) == len(pairs)
+
+
+# --- finding (1): weight count, knowledge vs reasoning
+def test_weight_count_table_and_figure(tmp_path):
+    import polars as pl
+
+    from lrmrepro.figures.compression import compression_info
+    from lrmrepro.figures.weight_count import task_groups, weight_count_effects, weight_count_figure, write_weight_count
+
+    labels = dict(model="m", precision="bf16", backend="transformers", parallel=1, batch_size=8, hardware="cpu-x",
+                  decoding="greedy")
+    # knowledge (multihop) loses 20 of 40 problems in both variants; reasoning: arith loses 4, logic and timeline 0
+    base = {"multihop": [True] * 30 + [False] * 10, "arith": [True] * 20 + [False] * 20,
+            "logic": [True] * 40, "timeline": [i % 2 == 0 for i in range(40)]}
+    worse = {"multihop": [True] * 10 + [False] * 30, "arith": [True] * 16 + [False] * 24,
+             "logic": [True] * 40, "timeline": base["timeline"]}
+    refs = []
+    for comp, tasks in (("none", base), ("sparsegpt_50", worse), ("distill_half", worse), ("gptq_w4a16", base)):
+        for task, correct in tasks.items():
+            path = tmp_path / f"{comp}-{task}.parquet"
+            pl.DataFrame({"id": [f"q{i:03d}" for i in range(40)], "correct": correct}).write_parquet(path)
+            refs.append({**labels, "compression": comp, "task": task, "scores": str(path)})
+    metas = {"sparsegpt_50": {"recipe_info": {"method": "sparsegpt"}, "sparsity": 0.5, "effective_bits": 32.0,
+                              "linear_weight_elements": 1000, "measured_sparsity_dense": 0.5},
+             "distill_half": {"recipe_info": {"method": "distill"}, "effective_bits": 32.0,
+                              "linear_weight_elements": 400, "measured_sparsity_dense": 0.0},
+             "gptq_w4a16": {"recipe_info": {"method": "gptq", "weight_bits": 4}, "effective_bits": 4.2,
+                            "linear_weight_elements": 1000}}
+    info = compression_info(metas, base_bits=32, base_weights=1000)
+    assert dict(info.select("compression", "decoder_weights").iter_rows()) == {
+        "sparsegpt_50": 500, "distill_half": 400, "gptq_w4a16": 1000, "none": 1000}
+    tasks = {t: {"source": "synthetic"} for t in base}
+    knowledge, reasoning = task_groups(tasks, list(base))
+    assert knowledge == ["multihop"] and reasoning == ["arith", "logic", "timeline"]
+    eff = weight_count_effects(refs, info, knowledge, reasoning, resamples=200, seed=0)
+    rows = {(r["compression"], r["group"]): r for r in eff.iter_rows(named=True)}
+    assert set(rows) == {(c, g) for c in ("sparsegpt_50", "distill_half") for g in ("knowledge", "reasoning")}
+    assert rows[("distill_half", "knowledge")]["delta"] == pytest.approx(-0.5)
+    assert rows[("distill_half", "reasoning")]["delta"] == pytest.approx(-0.1 / 3)
+    assert rows[("distill_half", "reasoning")]["weight_fraction"] == pytest.approx(0.4)
+    assert rows[("sparsegpt_50", "knowledge")]["kind"] == "pruning"
+    table = write_weight_count(eff, tmp_path / "w.md", tmp_path / "w.csv")
+    assert table.get_column("knowledge Δ − reasoning Δ").to_list() == pytest.approx([-50 + 10 / 3] * 2)
+    assert "| m | distill_half | distillation | 400 | 40.0 |" in (tmp_path / "w.md").read_text()
+    weight_count_figure(eff, [tmp_path / "w.png"])
+    assert (tmp_path / "w.png").stat().st_size > 0
