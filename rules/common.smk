@@ -14,6 +14,7 @@ from snakemake.exceptions import WorkflowError
 from lrmrepro import fingerprint
 from lrmrepro.config import ConfigError, load_study, scoring_policies
 from lrmrepro.environment import job_environment, missing_environments
+from lrmrepro.figures.weight_count import task_groups, weight_count_experiments
 from lrmrepro.precision import PRECISIONS
 from lrmrepro.hardware import aliases as hardware_aliases
 from lrmrepro.provenance import hardware_label
@@ -144,6 +145,12 @@ def protect_spec_input(wildcards):
 
 def quantize_only(wildcards):
     return config["compressions"][wildcards.compressed]["only"]
+
+
+def compressions_of(method):
+    """Wildcard pattern of the compressions of one method (rules/compress.smk): `distill`, or `recipe` (the others)."""
+    names = [n for n, c in config["compressions"].items() if (c.get("method") == "distill") == (method == "distill")]
+    return _alternatives(names) or "(?!)"
 
 
 # plain wildcard patterns rather than input functions wherever possible (CHECKPOINT, TASK_ITEMS, Run.FOLDER); Snakemake
@@ -518,7 +525,9 @@ def final_targets():
         targets += [f"results/tables/{name}/compression_main_results.md", f"results/figures/{name}/bits_vs_accuracy.png"]
     for name in sparsity_experiments():
         targets += [f"results/figures/{name}/sparsity_sweep.png"]
-    return targets + importance_targets() + weight_count_targets()  # weight_count_targets: rules/figures.smk
+    for name in weight_count_experiments(config):  # finding (1): weight count, knowledge vs reasoning
+        targets += [f"results/tables/{name}/weight_count_knowledge_vs_reasoning.md"]
+    return targets + importance_targets()
 
 
 check_vllm_runs()

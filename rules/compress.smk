@@ -3,24 +3,6 @@
 #    smaller student trained on the teacher, saved in the same place as a plain checkpoint.
 
 
-def compressions_of(method):
-    """Wildcard pattern of the compressions of one method: `distill`, or `recipe` (every other entry)."""
-    names = [n for n, c in config["compressions"].items() if (c.get("method") == "distill") == (method == "distill")]
-    return _alternatives(names) or "(?!)"
-
-
-def distill_student(wildcards):
-    return config["compressions"][wildcards.compressed]["student"]
-
-
-def distill_settings(wildcards):
-    return config["compressions"][wildcards.compressed]["distill"]
-
-
-def distill_threads(wildcards):
-    return config["compressions"][wildcards.compressed]["distill"]["threads"]
-
-
 rule compress:
     input:
         model=base_checkpoint,
@@ -58,11 +40,11 @@ rule distill:
     wildcard_constraints:
         compressed=compressions_of("distill"),
     params:
-        student=distill_student,
-        settings=distill_settings,
+        student=lambda wildcards: config["compressions"][wildcards.compressed]["student"],
+        settings=lambda wildcards: config["compressions"][wildcards.compressed]["distill"],
         state="results/distill_state/{model}/{compressed}",
         code=code_of("distill.py"),
-    threads: distill_threads
+    threads: lambda wildcards: config["compressions"][wildcards.compressed]["distill"]["threads"]
     conda:
         "../envs/core.yaml"
     log:

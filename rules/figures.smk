@@ -166,33 +166,8 @@ rule figures_divergence:
 
 
 # finding (1) of "When Reasoning Meets Compression": the weight count (pruning, distillation) against the accuracy
-# of the knowledge task and of the reasoning tasks (lrmrepro.figures.weight_count)
-def weight_count_tasks(name):
-    from lrmrepro.figures.weight_count import task_groups
-
-    return task_groups(config["tasks"], config["experiments"][name]["tasks"])
-
-
-def weight_count_experiments():
-    """Compression experiments with a knowledge and a reasoning task and a pruned or distilled variant."""
-    return [name for name in compression_experiments()
-            if all(weight_count_tasks(name)) and any(
-                config["compressions"].get(c, {}).get("sparsity") or config["compressions"].get(c, {}).get("method")
-                == "distill" for c in config["experiments"][name]["compressions"])]
-
-
-def weight_count_knowledge(wildcards):
-    return weight_count_tasks(wildcards.experiment)[0]
-
-
-def weight_count_reasoning(wildcards):
-    return weight_count_tasks(wildcards.experiment)[1]
-
-
-def weight_count_targets():
-    return [f"results/tables/{name}/weight_count_knowledge_vs_reasoning.md" for name in weight_count_experiments()]
-
-
+# of the knowledge task and of the reasoning tasks (lrmrepro.figures.weight_count; which experiments get it:
+# weight_count_experiments)
 rule figure_weight_count:
     input:
         scores=experiment_scores,
@@ -209,8 +184,8 @@ rule figure_weight_count:
     params:
         runs=experiment_run_refs,
         decoding=experiment_first_decoding,
-        knowledge=weight_count_knowledge,
-        reasoning=weight_count_reasoning,
+        knowledge=lambda wildcards: task_groups(config["tasks"], config["experiments"][wildcards.experiment]["tasks"])[0],
+        reasoning=lambda wildcards: task_groups(config["tasks"], config["experiments"][wildcards.experiment]["tasks"])[1],
         noise_experiment=noise_experiment,
         resamples=config["statistics"]["bootstrap_resamples"],
         seed=config["statistics"]["bootstrap_seed"],

@@ -113,7 +113,7 @@ def test_student_checkpoint_and_second_run_bit_identical(tiny_trained_model, uni
         assert (out / name).exists(), name
     assert not (out.parent / "state_a").exists()  # the training state is removed once the checkpoint is saved
     model = AutoModelForCausalLM.from_pretrained(out)  # a plain HF checkpoint of the teacher's architecture
-    assert model.config.model_type == "qwen2" and model.config.num_hidden_layers == 1
+    assert model.config.model_type == "qwen2" and model.config.num_hidden_layers == 1 and model.config.use_cache
     again = tmp_path / "b"
     distill_model(tiny_trained_model, again, student={"layers": 1}, settings=settings(), state_dir=tmp_path / "state_b")
     assert _weights(again) == _weights(out)

@@ -293,6 +293,7 @@ def distill_model(teacher_dir: str | Path, out_dir: str | Path, *, student: dict
     trainer.train(resume_from_checkpoint=resume)
     history = [h for h in trainer.state.log_history if "loss" in h]
     model.eval()
+    model.config.use_cache = getattr(teacher.config, "use_cache", True)  # Trainer turns it off while training
     with io.atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -300,6 +301,9 @@ def distill_model(teacher_dir: str | Path, out_dir: str | Path, *, student: dict
             if (teacher_dir / name).exists() and not (tmp / name).exists():
                 shutil.copy2(teacher_dir / name, tmp / name)
     shutil.rmtree(state_dir, ignore_errors=True)
+    for parent in state_dir.parents[:2]:  # results/distill_state/{model}/ and results/distill_state/, when empty
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
     from .inspect import size_on_disk
     from .run import peak_rss_bytes
 

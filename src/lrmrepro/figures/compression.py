@@ -159,10 +159,15 @@ def write_main_results(summary: pl.DataFrame, info: pl.DataFrame, markdown: str 
                  "same problems, 95 % paired bootstrap CI over problems; `runtime_std_acc` = Std@Acc of the "
                  "uncompressed model across the runtime grid named by `noise_from`; verdict `beyond runtime noise` "
                  "when the CI excludes 0 and |delta| > 2 × runtime Std@Acc):\n\n" + to_markdown(long))
+    write_table(text, markdown, out, csv)
+    return out
+
+
+def write_table(text: str, markdown: str | Path, frame: pl.DataFrame, csv: str | Path) -> None:
+    """A table's markdown text and its frame as CSV, each written atomically."""
     io.write_text(text, markdown)
     with io.atomic_path(csv, ".csv") as tmp:
-        out.write_csv(tmp)
-    return out
+        frame.write_csv(tmp)
 
 
 def effects_figure(effects: pl.DataFrame, outputs: Sequence[str | Path]) -> None:

@@ -13,18 +13,13 @@ quantity, so the verdict reads as in the compression table.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-import matplotlib
+if TYPE_CHECKING:
+    import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-
-from .. import io  # noqa: E402
-from ..stats.compression_effect import AVERAGE, compression_effects  # noqa: E402
-from .accuracy import save_figure  # noqa: E402
-from .compression import to_markdown  # noqa: E402
+# polars, matplotlib and the statistics are imported where they are used: the workflow reads task_groups and
+# weight_count_experiments while it builds the DAG
 
 KNOWLEDGE = ("multihop",)
 REASONING = ("arith", "logic", "timeline")
@@ -42,12 +37,28 @@ def task_groups(tasks: Mapping[str, Mapping[str, Any]], names: Iterable[str]) ->
     return ([n for n in names if generator(n) in KNOWLEDGE], [n for n in names if generator(n) in REASONING])
 
 
+def weight_count_experiments(config: Mapping[str, Any]) -> list[str]:
+    """Compression experiments (more than one compression) with a knowledge and a reasoning task and a pruned
+    (``sparsity``) or distilled (``method: distill``) variant: those that get the finding-(1) table and figure."""
+    out = []
+    for name, exp in config["experiments"].items():
+        entries = [config["compressions"].get(c, {}) for c in exp["compressions"]]
+        if (len(exp["compressions"]) > 1 and all(task_groups(config["tasks"], exp["tasks"]))
+                and any(e.get("sparsity") or e.get("method") == "distill" for e in entries)):
+            out.append(name)
+    return out
+
+
 def weight_count_effects(run_refs: Iterable[Mapping[str, Any]], info: pl.DataFrame, knowledge: Sequence[str],
                          reasoning: Sequence[str], noise_summary: pl.DataFrame | None = None,
                          noise_experiment: str | None = None, **bootstrap: Any) -> pl.DataFrame:
     """One row per (model, weight-removing variant, group, precision, runtime configuration, decoding): the
     variant's decoder weights (and their share of the uncompressed model's), the group's accuracy change with CI
     and runtime noise, in fractions (not percent)."""
+    import polars as pl
+
+    from ..stats.compression_effect import AVERAGE, compression_effects
+
     sel = info.filter(pl.col("method").is_in(list(METHODS)))
     names = set(sel.get_column("compression").to_list())
     refs = [r for r in run_refs if r["compression"] in names | {"none"}]
@@ -79,6 +90,8 @@ def weight_count_effects(run_refs: Iterable[Mapping[str, Any]], info: pl.DataFra
 
 def weight_count_table(effects: pl.DataFrame) -> pl.DataFrame:
     """The wide table: one row per variant, knowledge and reasoning side by side (percent / percentage points)."""
+    import polars as pl
+
     keys = ["model", "compression", "kind", "decoder_weights", "weight_fraction"]
     wide = effects.select(keys).unique(maintain_order=True).with_columns((100 * pl.col("weight_fraction")).alias(
         "weight_fraction"))
@@ -97,6 +110,8 @@ def weight_count_table(effects: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_weight_count(effects: pl.DataFrame, markdown: str | Path, csv: str | Path) -> pl.DataFrame:
+    from .compression import to_markdown, write_table
+
     table = weight_count_table(effects)
     text = ("Accuracy change against the decoder's weight count (finding (1) of \"When Reasoning Meets "
             "Compression\"): `decoder_weights` = non-zero weights of the decoder layers' linear modules; knowledge = "
@@ -104,16 +119,19 @@ def write_weight_count(effects: pl.DataFrame, markdown: str | Path, csv: str | P
             "the same problems (percentage points), 95 % paired bootstrap CI over problems; runtime std = Std@Acc "
             "of the uncompressed model across the runtime grid (the same quantity); verdict as in the compression "
             "table.\n\n" + to_markdown(table))
-    io.write_text(text, markdown)
-    with io.atomic_path(csv, ".csv") as tmp:
-        effects.write_csv(tmp)
+    write_table(text, markdown, effects, csv)
     return table
 
 
 def weight_count_figure(effects: pl.DataFrame, outputs: Sequence[str | Path]) -> None:
     """One panel per model: accuracy change (points, 95 % CI) against the weights kept (% of the uncompressed
     model's); colour = knowledge / reasoning, marker and line = pruning / distillation (each line starts at the
-    uncompressed model, 100 %, change 0); grey bands: ±2 × the runtime Std@Acc of each group."""
+    uncompressed model, 100 %, change 0); bands: ±2 × the runtime Std@Acc of each group."""
+    import polars as pl
+
+    from .accuracy import save_figure
+    import matplotlib.pyplot as plt  # Agg: set by lrmrepro.figures.accuracy
+
     if effects.height == 0:
         raise ValueError("weight_count_figure: no effect to draw")
     models = effects.get_column("model").unique().sort().to_list()
@@ -132,7 +150,8 @@ def weight_count_figure(effects: pl.DataFrame, outputs: Sequence[str | Path]) ->
                                                                                           descending=True)
                 if g.height == 0:
                     continue
-                x = [100.0] + (100 * g.get_column("weight_fraction")).to_list()
+                shift = -1.0 if kind == "distillation" else 0.0  # side by side where both kinds keep as many
+                x = [100.0] + [100 * w + shift for w in g.get_column("weight_fraction").to_list()]
                 y = [0.0] + (100 * g.get_column("delta")).to_list()
                 low = (100 * (g.get_column("delta") - g.get_column("ci_low"))).to_list()
                 high = (100 * (g.get_column("ci_high") - g.get_column("delta"))).to_list()
