@@ -16,6 +16,7 @@ from lrmrepro.environment import job_environment, missing_environments, needed_e
 from lrmrepro.generate import preflight
 from lrmrepro.generate.vllm_support import UnsupportedRun, check_engines
 from lrmrepro.hardware import on_cpu
+from lrmrepro.figures.weight_count import task_groups, weight_count_experiments
 from lrmrepro.precision import PRECISIONS
 from lrmrepro.provenance import hardware_label
 from lrmrepro.runs import BACKENDS, CHECKPOINT, TASK_ITEMS, Engine, Run
@@ -137,6 +138,12 @@ def protect_spec_input(wildcards):
 
 def quantize_only(wildcards):
     return config["compressions"][wildcards.compressed]["only"]
+
+
+def compressions_of(method):
+    """Wildcard pattern of the compressions of one method (rules/compress.smk): `distill`, or `recipe` (the others)."""
+    names = [n for n, c in config["compressions"].items() if (c.get("method") == "distill") == (method == "distill")]
+    return _alternatives(names) or "(?!)"
 
 
 # plain wildcard patterns rather than input functions wherever possible (CHECKPOINT, TASK_ITEMS, Run.FOLDER); Snakemake
@@ -413,6 +420,8 @@ def final_targets():
         targets += [f"results/figures/{exp.name}/sparsity_sweep.png"]
     for name in EXPERIMENTS:  # output length of correct vs wrong answers, every experiment
         targets += [f"results/tables/{name}/length_correctness.md", f"results/figures/{name}/length_correctness.png"]
+    for name in weight_count_experiments(config):  # finding (1): weight count, knowledge vs reasoning
+        targets += [f"results/tables/{name}/weight_count_knowledge_vs_reasoning.md"]
     return targets + importance_targets()
 
 

@@ -1,5 +1,6 @@
 # 2. compress: llm-compressor `oneshot` with a recipe from recipes/, saved as a compressed-tensors checkpoint.
-#    Protected variants keep the modules of `ignore` in full precision.
+#    Protected variants keep the modules of `ignore` in full precision. Distilled variants (`method: distill`): a
+#    smaller student trained on the teacher, saved in the same place as a plain checkpoint.
 
 
 rule compress:
@@ -8,6 +9,8 @@ rule compress:
         protect_spec=protect_spec_input,
     output:
         model=directory("results/models/{model}/{compressed}"),
+    wildcard_constraints:
+        compressed=compressions_of("recipe"),
     params:
         recipe=recipe_name,
         ignore=protected_modules,
@@ -25,3 +28,28 @@ rule compress:
         "results/benchmarks/compress/{model}/{compressed}.tsv"
     script:
         "../workflow_scripts/compress.py"
+
+
+# the training state (resumable: a killed job restarts from its last state) lives beside the outputs, not in them,
+# so that Snakemake does not remove it with the incomplete output; the job removes it once the checkpoint is saved
+rule distill:
+    input:
+        model=base_checkpoint,
+    output:
+        model=directory("results/models/{model}/{compressed}"),
+    wildcard_constraints:
+        compressed=compressions_of("distill"),
+    params:
+        student=lambda wildcards: config["compressions"][wildcards.compressed]["student"],
+        settings=lambda wildcards: config["compressions"][wildcards.compressed]["distill"],
+        state="results/distill_state/{model}/{compressed}",
+        code=code_of("distill.py"),
+    threads: lambda wildcards: config["compressions"][wildcards.compressed]["distill"]["threads"]
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/distill/{model}/{compressed}.log",
+    benchmark:
+        "results/benchmarks/distill/{model}/{compressed}.tsv"
+    script:
+        "../workflow_scripts/distill.py"

@@ -205,7 +205,7 @@ rule figures_compressed_nondeterminism:
                           subcategory="{experiment}", labels={"figure": "diverging share per compression"}),
         figure_pdf="results/figures/{experiment}/diverging_share.pdf",
     params:
-        compressions=lambda wildcards: config["experiments"][wildcards.experiment]["compressions"],
+        compressions=lambda wildcards: EXPERIMENTS[wildcards.experiment].compressions,
         code=code_of("figures_compressed_nondeterminism.py"),
     conda:
         "../envs/core.yaml"
@@ -215,3 +215,39 @@ rule figures_compressed_nondeterminism:
         "results/benchmarks/figures_compressed_nondeterminism/{experiment}.tsv"
     script:
         "../workflow_scripts/figures_compressed_nondeterminism.py"
+
+
+# finding (1) of "When Reasoning Meets Compression": the weight count (pruning, distillation) against the accuracy
+# of the knowledge task and of the reasoning tasks (lrmrepro.figures.weight_count; which experiments get it:
+# weight_count_experiments)
+rule figure_weight_count:
+    input:
+        scores=experiment_scores,
+        info="results/summary/{experiment}/compression_info.parquet",
+        noise=noise_summary,
+    output:
+        table_md=report("results/tables/{experiment}/weight_count_knowledge_vs_reasoning.md", category="Compression",
+                        subcategory="{experiment}", labels={"table": "weight count: knowledge vs reasoning"}),
+        table_csv="results/tables/{experiment}/weight_count_knowledge_vs_reasoning.csv",
+        figure_png=report("results/figures/{experiment}/weight_count_knowledge_vs_reasoning.png",
+                          caption="../docs/report/weight_count.rst", category="Compression",
+                          subcategory="{experiment}", labels={"figure": "weight count: knowledge vs reasoning"}),
+        figure_pdf="results/figures/{experiment}/weight_count_knowledge_vs_reasoning.pdf",
+    params:
+        runs=experiment_run_refs,
+        decoding=experiment_first_decoding,
+        knowledge=lambda wildcards: task_groups(config["tasks"], EXPERIMENTS[wildcards.experiment]["tasks"])[0],
+        reasoning=lambda wildcards: task_groups(config["tasks"], EXPERIMENTS[wildcards.experiment]["tasks"])[1],
+        noise_experiment=noise_experiment,
+        resamples=config["statistics"]["bootstrap_resamples"],
+        seed=config["statistics"]["bootstrap_seed"],
+        level=config["statistics"]["ci_level"],
+        code=code_of("figure_weight_count.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/figure_weight_count/{experiment}.log",
+    benchmark:
+        "results/benchmarks/figure_weight_count/{experiment}.tsv"
+    script:
+        "../workflow_scripts/figure_weight_count.py"

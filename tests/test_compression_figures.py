@@ -38,7 +38,8 @@ def summary() -> pl.DataFrame:
 def test_info_adds_uncompressed_row():
     info = compression_info(METAS)
     row = info.filter(pl.col("compression") == "none").row(0, named=True)
-    assert row == {"compression": "none", "method": "none", "bits": 16, "sparsity": 0.0, "effective_bits": 16.0}
+    assert row == {"compression": "none", "method": "none", "bits": 16, "sparsity": 0.0, "effective_bits": 16.0,
+                   "decoder_weights": None}
     assert info.filter(pl.col("compression") == "sparsegpt_50").get_column("sparsity").item() == 0.5
 
 

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
+from .compress.distill_config import check_distill_entries
 from .runs import is_greedy
 from .tasks import registry
 
@@ -116,6 +117,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, *, work
     _check_references(config)
     _fill_task_defaults(config)
     _check_recipes(config)
+    check_distill_entries(config, schema, workdir)  # method: distill entries (lrmrepro.compress.distill_config)
     _check_importance(config)
     if workdir is not None:
         _check_files(config, Path(workdir))
@@ -127,6 +129,8 @@ def _check_recipes(config: dict) -> None:
 
     names = available_recipes()
     for name, entry in config.get("compressions", {}).items():
+        if entry.get("method") == "distill":
+            continue
         if entry["recipe"] not in names:
             raise ConfigError(
                 f"config key compressions.{name}.recipe: {entry['recipe']!r} is not a recipe; allowed values "

@@ -3,7 +3,10 @@ bits-vs-accuracy figure ("When Reasoning Meets Compression", Zhang et al. 2025).
 
 Inputs: the summary (``results/summary/accuracy.parquet``) and a compression-info frame with one row per
 compression name: ``compression, method, bits, sparsity, effective_bits`` (built by :func:`compression_info` from the
-checkpoints' meta.json; ``none`` is the uncompressed model: method ``none``, sparsity 0, bits = its storage bits).
+checkpoints' meta.json; ``none`` is the uncompressed model: method ``none``, sparsity 0, bits = its storage bits),
+and ``decoder_weights``: the non-zero weights of the decoder layers' linear modules (a pruned variant counts its
+non-zeros, a distilled student its own layers, a quantized variant all of the teacher's), the weight count of
+finding (1) of the paper (:mod:`lrmrepro.figures.weight_count`).
 
 Aggregation (a choice, stated here): a cell is the mean over every summary row of that (model, compression, task),
 i.e. over precisions, backends, runtime configurations and decodings present in the summary; filter the summary
@@ -27,12 +30,14 @@ import polars as pl  # noqa: E402
 from .. import io  # noqa: E402
 from .accuracy import save_figure  # noqa: E402
 
-INFO_COLUMNS = ("compression", "method", "bits", "sparsity", "effective_bits")
+INFO_COLUMNS = ("compression", "method", "bits", "sparsity", "effective_bits", "decoder_weights")
 SUMMARY_COLUMNS = ("model", "compression", "task", "accuracy", "em", "f1")
 
 
-def compression_info(metas: Mapping[str, Mapping[str, Any]], base_bits: float = 16.0) -> pl.DataFrame:
-    """Info frame from ``{compression name: meta.json of its checkpoint}``; adds ``none`` when missing."""
+def compression_info(metas: Mapping[str, Mapping[str, Any]], base_bits: float = 16.0,
+                     base_weights: int | None = None) -> pl.DataFrame:
+    """Info frame from ``{compression name: meta.json of its checkpoint}``; adds ``none`` when missing
+    (``base_weights``: its decoder linear weight count, when known)."""
     rows = []
     for name, meta in metas.items():
         info = meta.get("recipe_info", {})
@@ -41,12 +46,21 @@ def compression_info(metas: Mapping[str, Mapping[str, Any]], base_bits: float = 
             sparsity = info.get("sparsity")
         rows.append({"compression": name, "method": info.get("method"), "bits": info.get("weight_bits"),
                      "sparsity": float(sparsity) if sparsity is not None else None,
-                     "effective_bits": meta.get("effective_bits")})
+                     "effective_bits": meta.get("effective_bits"), "decoder_weights": _nonzero_weights(meta)})
     if "none" not in metas:
         rows.append({"compression": "none", "method": "none", "bits": int(base_bits), "sparsity": 0.0,
-                     "effective_bits": float(base_bits)})
+                     "effective_bits": float(base_bits), "decoder_weights": base_weights})
     return pl.DataFrame(rows, schema={"compression": pl.String, "method": pl.String, "bits": pl.Int64,
-                                      "sparsity": pl.Float64, "effective_bits": pl.Float64})
+                                      "sparsity": pl.Float64, "effective_bits": pl.Float64,
+                                      "decoder_weights": pl.Int64})
+
+
+def _nonzero_weights(meta: Mapping[str, Any]) -> int | None:
+    """Decoder linear weights minus the exact zeros measured among those stored dense (None when not recorded)."""
+    n = meta.get("linear_weight_elements")
+    if n is None:
+        return None
+    return int(round(n * (1 - (meta.get("measured_sparsity_dense") or 0.0))))
 
 
 def _check(summary: pl.DataFrame, info: pl.DataFrame) -> None:
@@ -139,16 +153,21 @@ def write_main_results(summary: pl.DataFrame, info: pl.DataFrame, markdown: str 
         long = effects_table(effects)
         info_cols = info.select(INFO_COLUMNS)
         out = long.join(info_cols, on="compression", how="left").select(
-            "model", "compression", "method", "bits", "effective_bits", "sparsity",
+            "model", "compression", "method", "bits", "effective_bits", "sparsity", "decoder_weights",
             *[c for c in long.columns if c not in ("model", "compression")])
         text += ("\n**Compression effect vs runtime noise** (percentage points; `delta` = variant − uncompressed on the "
                  "same problems, 95 % paired bootstrap CI over problems; `runtime_std_acc` = Std@Acc of the "
                  "uncompressed model across the runtime grid named by `noise_from`; verdict `beyond runtime noise` "
                  "when the CI excludes 0 and |delta| > 2 × runtime Std@Acc):\n\n" + to_markdown(long))
+    write_table(text, markdown, out, csv)
+    return out
+
+
+def write_table(text: str, markdown: str | Path, frame: pl.DataFrame, csv: str | Path) -> None:
+    """A table's markdown text and its frame as CSV, each written atomically."""
     io.write_text(text, markdown)
     with io.atomic_path(csv, ".csv") as tmp:
-        out.write_csv(tmp)
-    return out
+        frame.write_csv(tmp)
 
 
 def effects_figure(effects: pl.DataFrame, outputs: Sequence[str | Path]) -> None:
@@ -223,7 +242,7 @@ def bits_accuracy_figure(summary: pl.DataFrame, info: pl.DataFrame, outputs: Seq
     if "average" not in table.columns:
         raise ValueError("bits_accuracy_figure: no accuracy (non-short-text) task in the summary")
     data = table.filter(pl.col(x).is_not_null() & (pl.col("sparsity").fill_null(0) == 0)
-                        & pl.col("method").is_not_null())
+                        & pl.col("method").is_not_null() & (pl.col("method") != "distill"))
     if data.height == 0:
         raise ValueError(f"bits_accuracy_figure: no quantized compression with {x!r} in the info frame")
     models = data.get_column("model").unique().sort().to_list()

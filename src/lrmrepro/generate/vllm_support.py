@@ -84,7 +84,10 @@ def engine_scheme(engine: Any, config: Mapping[str, Any], recipes_dir: str | Pat
     from ..compress.schemes import scheme_of_checkpoint, scheme_of_recipe
 
     if engine.compression != "none":
-        return scheme_of_recipe(Path(recipes_dir) / f"{config['compressions'][engine.compression]['recipe']}.yaml")
+        entry = config["compressions"][engine.compression]
+        if "recipe" not in entry:  # a distilled student (method: distill) is a dense checkpoint
+            return "none"
+        return scheme_of_recipe(Path(recipes_dir) / f"{entry['recipe']}.yaml")
     spec = config["models"][engine.model]
     for ckpt in (Path(engine.checkpoint), Path(spec["path"]) if spec["source"] == "local" else None):
         if ckpt is not None and (ckpt / "config.json").exists():
