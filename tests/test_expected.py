@@ -34,3 +34,15 @@ def test_every_documented_label_holds_the_default_runs_tables():
     for label in labels:
         names = {str(p) for p in expected.tables(label)}
         assert "summary/accuracy.md" in names and "tables/precision_grid/table3_std_acc.md" in names, label
+
+
+def test_tables_recorded_for_another_study_are_named_as_such(tmp_path):
+    run = _results(tmp_path / "run")
+    config = tmp_path / "config.yaml"
+    config.write_text("experiments: {a: {}}\n")
+    expected.record(run, tmp_path / "expected", config)
+    assert expected.study_mismatch(tmp_path / "expected", config) is None
+    config.write_text("experiments: {a: {}, b: {}}\n")  # an experiment added since
+    note = expected.study_mismatch(tmp_path / "expected", config)
+    assert note and "another version of the default study" in note and "re-record" in note
+    assert expected.study_mismatch(tmp_path / "nothing-recorded", config) is None
