@@ -171,6 +171,7 @@ def _study(student, **entry):
     cfg = read_yaml(ROOT / "config.yaml")
     cfg["compressions"] = {"small": {"method": "distill", "student": student, **entry}}
     cfg["experiments"]["compression"]["compressions"] = ["none", "small"]
+    cfg["experiments"].pop("compressed_runtime_grid", None)  # its variants are not defined here
     cfg.pop("importance")
     return cfg
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
-from .compress.distill_config import check_distill_entries
+from .compress.distill_config import DistillConfigError, check_distill_entries
 from .runs import is_greedy
 from .tasks import registry
 
@@ -117,7 +117,10 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, *, work
     _check_references(config)
     _fill_task_defaults(config)
     _check_recipes(config)
-    check_distill_entries(config, schema, workdir)  # method: distill entries (lrmrepro.compress.distill_config)
+    try:  # method: distill entries (lrmrepro.compress.distill_config)
+        check_distill_entries(config, schema, workdir, fill_defaults=_fill_defaults)
+    except DistillConfigError as err:
+        raise ConfigError(str(err)) from None
     _check_importance(config)
     if workdir is not None:
         _check_files(config, Path(workdir))

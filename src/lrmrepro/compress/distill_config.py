@@ -130,10 +130,17 @@ def check_student(name: str, student: dict[str, Any], teacher: dict[str, Any] | 
                          "divisor of the number of attention heads")
 
 
-def check_distill_entries(config: dict[str, Any], schema: dict[str, Any], workdir: str | Path | None = None) -> None:
-    """Fill each distilled entry's ``distill`` block with the schema's defaults and check its student against every
-    model an experiment distils it from. Raises ConfigError naming the key."""
-    from ..config import ConfigError, _fill_defaults
+class DistillConfigError(ValueError):
+    """A distilled entry that cannot be built; the message names the key (lrmrepro.config re-raises it as its
+    ConfigError: this module does not import lrmrepro.config, which imports it)."""
+
+
+def check_distill_entries(config: dict[str, Any], schema: dict[str, Any], workdir: str | Path | None = None, *,
+                          fill_defaults: Any) -> None:
+    """Fill each distilled entry's ``distill`` block with the schema's defaults (``fill_defaults``: the config
+    module's schema-default filler) and check its student against every model an experiment distils it from.
+    Raises DistillConfigError naming the key."""
+    ConfigError, _fill_defaults = DistillConfigError, fill_defaults
 
     workdir = Path(workdir) if workdir is not None else None
     for name, entry in config.get("compressions", {}).items():
