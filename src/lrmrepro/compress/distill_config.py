@@ -15,7 +15,6 @@ here, since the block is optional). Every refusal names the key: ``config key co
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -168,7 +167,3 @@ def check_distill_entries(config: dict[str, Any], schema: dict[str, Any], workdi
             except ValueError as err:
                 raise ConfigError(str(err)) from None
 
-
-def distill_settings(entry: dict[str, Any]) -> dict[str, Any]:
-    """The training settings of a checked entry (a copy)."""
-    return copy.deepcopy(entry["distill"])
