@@ -65,6 +65,12 @@ def test_gguf_source_through_fetch_model_and_a_generation(smollm2_through_the_wo
     torch.set_num_threads(1)
     tok = AutoTokenizer.from_pretrained(ckpt)
     assert tok.clean_up_tokenization_spaces is False  # BPE text is decoded as it is, on every backend
+    # the special tokens are the file's own (tokenizer.ggml.*_token_id), so both backends stop where the assistant's
+    # turn ends: transformers' GGUF conversion names <|im_start|> as EOS, and generation then ran past <|im_end|>
+    assert meta["gguf_special_token_ids"] == {"bos_token": 1, "eos_token": 2, "pad_token": 2, "unk_token": 0}
+    assert (tok.eos_token, tok.eos_token_id, tok.bos_token) == ("<|im_end|>", 2, "<|im_start|>")
+    assert json.loads((ckpt / "config.json").read_text())["eos_token_id"] == tok.eos_token_id
+    assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).rstrip().endswith(tok.eos_token)
     out = tmp_path / "g.parquet"
     generate_table(ckpt, build_prompts(["What is 2+3?"], "chat_boxed", tok), ["q0"], precision="bf16", parallel=1,
                    batch_size=1, decoding=Decoding(max_new_tokens=8), output=out, progress=False)

