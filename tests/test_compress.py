@@ -21,7 +21,7 @@ torch.set_num_threads(1)
 QKV0 = "re:model.layers.0.self_attn.[qkv]_proj"
 GATE_UP0 = "re:model.layers.0.mlp.(gate|up)_proj"
 ALL_RECIPES = ["any3", "any4", "awq_w3a16", "awq_w4a16", "dynamic_w3_mixed", "fp8_dynamic", "gptaq_w3a16",
-               "gptaq_w4a16", "gptq_w3a16", "gptq_w4a16", "gptqmodel_w3a16", "gptqmodel_w4a16", "rtn_w8a16",
+               "gptaq_w4a16", "gptq_w3a16", "gptq_w4a16", "gptq_w4a16_g64", "gptqmodel_w3a16", "gptqmodel_w4a16", "rtn_w8a16",
                "sparsegpt_2of4", "sparsegpt_unstructured", "w8a8_int8"]
 
 
@@ -67,6 +67,15 @@ def test_recipe_info_reads_sparsity_and_mask_structure():
     assert (info.method, info.sparsity, info.mask_structure, info.weight_bits) == ("sparsegpt", 0.5, "2:4", None)
     rendered, _ = render_recipe("sparsegpt_unstructured", sparsity=0.3)
     assert (recipe_info(rendered).sparsity, recipe_info(rendered).mask_structure) == (0.3, "0:0")
+
+
+def test_group64_recipe_is_4bit_gptq_with_group_size_64():
+    """gptq_w4a16 for widths that 128 does not divide (SmolLM2-135M: 576): the same method and bits, group 64."""
+    recipe = load_recipe("gptq_w4a16_g64")
+    info = recipe_info(recipe)
+    assert (info.method, info.weight_bits, info.act_bits, info.needs_calibration) == ("gptq", 4, None, True)
+    weights = recipe["quant_stage"]["quant_modifiers"]["GPTQModifier"]["config_groups"]["group_0"]["weights"]
+    assert (weights["strategy"], weights["group_size"], 576 % weights["group_size"]) == ("group", 64, 0)
 
 
 def test_split_fused_group_fails_clearly():
