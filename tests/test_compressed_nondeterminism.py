@@ -16,6 +16,9 @@ def test_wilson_interval_known_values():
     assert wilson_interval(0, 32) == pytest.approx((0.0, 0.10718), abs=1e-4)
     assert wilson_interval(8, 32) == pytest.approx((0.13252, 0.42106), abs=1e-4)
     assert wilson_interval(32, 32)[1] == 1.0 and wilson_interval(0, 0) == (None, None)
+    # exactly 0 and 1 at the ends, for every n (computed, 0 / 24 gave a lower bound of 1e-17 above 0, and the
+    # figure's error bar, share − lower bound, came out negative: matplotlib refused to draw it)
+    assert all(wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0 for n in range(1, 500))
 
 
 def _metrics(rows):
@@ -106,4 +109,21 @@ def test_table_and_figure_are_written(tmp_path):
     diverging_share_figure(table, [tmp_path / "f.png"])
     text = (tmp_path / "t.md").read_text()
     assert "| m | w8 | bf16 | all | vllm |" in text and "engine" in text
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_figure_draws_groups_where_none_or_all_diverge(tmp_path):
+    """24 problems, none diverging (vLLM's CPU build, batch-invariant on SmolLM2) or all of them: the error bars are
+    0 on the closed side, never an ulp below it."""
+    m = [{"compression": c, "precision": p, "task": "a", "n_problems": 24, "n_diverging": k, "std_acc": 0.0,
+          "avg_std_output_length": 0.0, "div_index_mean": None if k == 0 else 1.0,
+          "div_index_median": None if k == 0 else 1.0, "avg_std_top1_prob": 0.0}
+         for c, p, k in (("none", "bf16", 0), ("none", "fp32", 0), ("w8", "bf16", 24), ("w8", "fp32", 0))]
+    flips = {("w8", "bf16", "a"): ["near_tie"] * 24}
+    groups = [(r["compression"], r["precision"], r["task"]) for r in m]
+    table = compressed_table(_metrics(m), _points(flips), _exposure(groups, backend="vllm"), order=["none", "w8"])
+    pooled = table.filter(pl.col("task") == "all")
+    assert pooled.filter(pl.col("n_diverging") == 0).get_column("diverging_low_pct").to_list() == [0.0] * 3
+    assert pooled.filter(pl.col("n_diverging") == 24).get_column("diverging_high_pct").to_list() == [100.0]
+    diverging_share_figure(table, [tmp_path / "f.png"])
     assert (tmp_path / "f.png").stat().st_size > 0
