@@ -21,8 +21,8 @@ torch.set_num_threads(1)
 QKV0 = "re:model.layers.0.self_attn.[qkv]_proj"
 GATE_UP0 = "re:model.layers.0.mlp.(gate|up)_proj"
 ALL_RECIPES = ["any3", "any4", "awq_w3a16", "awq_w4a16", "dynamic_w3_mixed", "fp8_dynamic", "gptaq_w3a16",
-               "gptaq_w4a16", "gptq_w3a16", "gptq_w4a16", "gptq_w4a16_g64", "gptqmodel_w3a16", "gptqmodel_w4a16", "rtn_w8a16",
-               "sparsegpt_2of4", "sparsegpt_unstructured", "w8a8_int8"]
+               "gptaq_w4a16", "gptq_w3a16", "gptq_w4a16", "gptq_w4a16_g64", "gptqmodel_w3a16", "gptqmodel_w4a16",
+               "rtn_w8a16", "sparsegpt_2of4", "sparsegpt_unstructured", "w8a8_int8"]
 
 
 @pytest.fixture(scope="module")

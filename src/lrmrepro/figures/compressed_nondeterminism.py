@@ -44,7 +44,7 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float | None, float
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     # the bounds at k = 0 and k = n are exactly 0 and 1; computed, they miss by an ulp for some n (n = 24: 1e-17)
-    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
+    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
 
 
 def _engines(exposure: pl.DataFrame) -> pl.DataFrame:
