@@ -19,6 +19,7 @@ from lrmrepro.hardware import on_cpu
 from lrmrepro.figures.weight_count import task_groups, weight_count_experiments
 from lrmrepro.precision import PRECISIONS
 from lrmrepro.provenance import hardware_label
+from lrmrepro.relabel import LegacyResults, check_results
 from lrmrepro.runs import BACKENDS, CHECKPOINT, TASK_ITEMS, Engine, Run
 from lrmrepro.study import Study, StudyError
 
@@ -49,8 +50,12 @@ try:
     # experiments, their runs (each grid expanded once), the engines (one model load per grid point, the
     # importance stage's traces included), every run's scoring policy (a run two experiments share gets one)
     STUDY = Study(config, resolve_hardware)
+    # runs under a CPU label from before labels named the ISA are renamed or moved away, never run beside
+    check_results("results", {run.hardware for run in STUDY.runs})
 except (ConfigError, StudyError) as err:
     raise WorkflowError(f"invalid configuration ({', '.join(STUDY_FILES)}): {err}") from None
+except LegacyResults as err:
+    raise WorkflowError(str(err)) from None
 RUNS = STUDY.runs
 ENGINES = STUDY.engines
 EXPERIMENTS = STUDY.experiments

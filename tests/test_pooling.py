@@ -82,8 +82,10 @@ def test_a_hardware_label_that_lies_is_refused(tmp_path):
     with pytest.raises(MixedEnvironment, match=r"field hardware: labelled 'a100', generated on 'NVIDIA L40S'"):
         check_pooling(refs)
     assert "hardware label a100 on NVIDIA L40S" in check_pooling(refs, allow_mixed=True)["mixed_environment"][0]
-    # a study's own alias makes it true
-    assert check_pooling(refs, aliases={"a100": ["A100", "L40S"]})["mixed_environment"][0] == ""
+    # a study's own alias makes the label true of both, but one label then names two numerics identities: refused
+    with pytest.raises(MixedEnvironment, match=r"label 'a100' names two numerics identities: .* differ in devices: "
+                                               r"\['NVIDIA A100-SXM4-80GB'\] vs \['NVIDIA L40S'\]"):
+        check_pooling(refs, aliases={"a100": ["A100", "L40S"]})
 
 
 def test_the_table_says_what_was_mixed_only_when_something_was(tmp_path):

