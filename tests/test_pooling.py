@@ -128,3 +128,56 @@ def test_a_run_labelled_with_hardware_the_machine_lacks_fails_before_the_model_l
         run_transformers_engine(str(tmp_path / "no-such-model"), _spec(tmp_path, "a100"), code=None,
                                 log=logging.getLogger("t"))
     check_job(_spec(tmp_path, hw.label_of(hardware())))  # this machine's own label passes
+
+
+AVX2_EPYC = {"cpu_model": "AMD EPYC", "gpus": [], "cpu_flags": ["avx", "avx2", "fma", "sse4_1"], "isa_env": {},
+             "torch_cpu_capability": "AVX2"}
+AVX512_EPYC = {**AVX2_EPYC, "cpu_flags": sorted(AVX2_EPYC["cpu_flags"] + ["avx512f", "avx512bw", "avx512vl",
+                                                                        "avx512dq", "avx512_vnni", "avx512_bf16"]),
+               "torch_cpu_capability": "AVX512"}
+
+
+def test_one_label_on_two_cpu_isas_is_refused_naming_both_runs(tmp_path):
+    """An alias that matches every EPYC (the old label's meaning): an AVX2 and an AVX-512 BF16 run share it, and
+    the statistics refuse to pool them, naming both runs and what differs."""
+    refs = [_run(tmp_path, 0, hardware_label="cpu-epyc", machine=AVX2_EPYC, backend="transformers"),
+            _run(tmp_path, 1, hardware_label="cpu-epyc", machine=AVX512_EPYC, backend="transformers")]
+    epyc = {"cpu-epyc": ["EPYC"]}
+    with pytest.raises(MixedEnvironment) as err:
+        check_pooling(refs, aliases=epyc)
+    msg = str(err.value)
+    assert "label 'cpu-epyc' names two numerics identities" in msg
+    assert str(tmp_path / "run0") in msg and str(tmp_path / "run1") in msg
+    assert "isa: 'avx2' vs 'avx512bf16'" in msg and "onednn_isa: 'AVX2' vs 'AVX512_CORE_BF16'" in msg
+    # the override still works, and marks the table
+    out = check_pooling(refs, aliases=epyc, allow_mixed=True)
+    assert "label cpu-epyc on two numerics identities (" in out["mixed_environment"][0]
+    assert "isa: 'avx2' vs 'avx512bf16'" in out["mixed_environment"][0]
+    # each under its own detected label: the hardware axis, pooled by design
+    own = [_run(tmp_path, 2, hardware_label="cpu-amd-epyc-avx2", machine=AVX2_EPYC, backend="transformers"),
+           _run(tmp_path, 3, hardware_label="cpu-amd-epyc-avx512bf16", machine=AVX512_EPYC, backend="transformers")]
+    assert check_pooling(own)["mixed_environment"].to_list() == [""]
+    # a dispatch cap set for one run only: same label (the cap is MKL's), another identity
+    capped = {**AVX512_EPYC, "isa_env": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
+    with pytest.raises(MixedEnvironment, match=r"env: \{\} vs \{'MKL_ENABLE_INSTRUCTIONS': 'AVX2'\}"):
+        check_pooling([own[1], _run(tmp_path, 4, hardware_label="cpu-amd-epyc-avx512bf16", machine=capped,
+                                    backend="transformers")])
+
+
+def test_gpu_software_facts_are_compared_per_backend_and_the_driver_not_at_all(tmp_path):
+    a100 = {**A100, "gpu_compute_capability": ["8.0"], "cublas": "nvidia-cublas-cu12 12.8.4.1", "cudnn": "90800",
+            "tf32": {"matmul": False, "cudnn": True, "float32_matmul_precision": "highest"}}
+    other_env = {**a100, "cublas": "nvidia-cublas-cu12 12.9.1.4", "gpu_driver": "560.1"}
+    # vLLM's environment has its own cuBLAS: a backend of its own may; the driver differs by node
+    refs = [_run(tmp_path, 0, machine=a100), _run(tmp_path, 1, machine=a100),
+            _run(tmp_path, 2, machine=other_env, backend="transformers")]
+    assert check_pooling(refs)["mixed_environment"].to_list() == [""]
+    # within one backend, TF32 switched on for one run is another numerics identity
+    tf32 = {**a100, "tf32": {**a100["tf32"], "matmul": True}}
+    with pytest.raises(MixedEnvironment, match=r"backend vllm: label 'a100' names two numerics identities: .* "
+                                               r"differ in tf32.matmul: False vs True"):
+        check_pooling([*refs, _run(tmp_path, 3, machine=tf32)])
+    # and another compute capability under the same label, whatever the backend
+    sm90 = {**other_env, "gpu_compute_capability": ["9.0"]}
+    with pytest.raises(MixedEnvironment, match=r"compute_capability: \['8.0'\] vs \['9.0'\]"):
+        check_pooling([*refs, _run(tmp_path, 4, machine=sm90, backend="transformers")])

@@ -377,3 +377,40 @@ def test_stats_refuse_a_group_that_pools_two_engine_versions(finished_run, tmp_p
     flagged = metrics.filter(pl.col("mixed_environment") != "")
     assert flagged.select("task", "precision").unique().rows() == [("arith", "bf16")]
     assert "5.99.0" in flagged["mixed_environment"][0] and "5.99.0" in flagged["environment"][0]
+
+
+def test_runs_under_a_label_from_before_the_isa_are_refused_then_relabelled_without_regenerating(finished_run,
+                                                                                                  tmp_path):
+    """A results folder made when CPU labels were `cpu-<model>` (runs recording no CPU flags): the workflow refuses
+    to plan anything and says how to rename them; `python -m lrmrepro.relabel` renames them to this machine's label,
+    and the next run regenerates nothing (only what reads the runs' paths is recomputed)."""
+    from lrmrepro import hardware as hw
+    from lrmrepro.provenance import cpu_model, hardware_label
+
+    workflow, _ = finished_run
+    run = _copy_run(finished_run[1], tmp_path / "run")
+    label = hardware_label()
+    model_part = hw.slug(cpu_model(), gpu=False)
+    generated = sorted((run / "results/generations").rglob(f"*-{label}"))
+    assert generated
+    for folder in generated:  # as the old code left them: old label, no flags recorded
+        for meta_path in folder.glob("*/generations.meta.json"):
+            meta = json.loads(meta_path.read_text())
+            meta["config"]["run"]["hardware"] = meta["detected_hardware"] = model_part
+            for key in ("cpu_flags", "isa_env", "torch_cpu_capability"):
+                meta["hardware"].pop(key, None)
+            meta_path.write_text(json.dumps(meta))
+        folder.rename(folder.with_name(folder.name[: -len(label)] + model_part))
+    proc = _snakemake(["-n"], run, workflow, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "from before labels named the instruction set" in out and f"--from {model_part}" in out, out[-3000:]
+    assert not list((run / "results/generations").rglob(f"*-{label}"))
+    env = {**os.environ, "PYTHONPATH": str(workflow / "src")}
+    done = subprocess.run([sys.executable, "-m", "lrmrepro.relabel", "--from", model_part], cwd=run, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"renamed {len(generated)} folders" in done.stdout
+    planned = _planned_rules(run, workflow)
+    assert not [r for r in planned if r.startswith("generate") or r in ("score", "compress", "distill")], planned
+    assert sorted((run / "results/generations").rglob(f"*-{label}")) == generated

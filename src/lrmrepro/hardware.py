@@ -205,8 +205,16 @@ def software_facts(ident: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def identity_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """What differs between two identities, a ``key: a vs b`` each (empty: the same numerics)."""
-    return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    """What differs between two identities, a ``key: a vs b`` each, nested facts as ``key.sub`` (empty: the same
+    numerics)."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, Mapping) and isinstance(y, Mapping) and x and y:
+            out += [f"{k}.{line}" for line in identity_difference(x, y)]
+        elif x != y:
+            out.append(f"{k}: {x!r} vs {y!r}")
+    return out
 
 
 def aliases(overrides: Mapping[str, Any] | None = None) -> dict[str, tuple[str, ...]]:

@@ -98,13 +98,15 @@ def relabel(results: str | Path, old: str, new: str, machine: dict[str, Any], *,
     asserted = {"cpu_flags": machine.get("cpu_flags", []), "isa_env": machine.get("isa_env", {}),
                 "cpu_flags_asserted": f"relabelled from {old} to {new} on {time.strftime('%Y-%m-%d')}: the run recorded "
                                       "no CPU flags; these are the relabelling machine's"}
+    clash = [str(_rename(f, old, new)) for f in folders if _rename(f, old, new).exists()]
+    if clash:  # checked before anything is renamed: never half a rename
+        raise LegacyResults(f"{', '.join(clash)} exists already: the old and the new label's runs would mix; "
+                            "nothing was renamed")
     for folder in folders:
         target = _rename(folder, old, new)
         done.append(f"{folder} -> {target}")
         if dry_run:
             continue
-        if target.exists():
-            raise LegacyResults(f"{target} exists already: the old and the new label's runs would mix")
         for meta in folder.glob("*/generations.meta.json"):
             data = io.read_json(meta)
             data.setdefault("config", {}).setdefault("run", {})["hardware"] = new
