@@ -16,7 +16,6 @@ from lrmrepro.environment import job_environment, missing_environments, needed_e
 from lrmrepro.generate import preflight
 from lrmrepro.generate.vllm_support import UnsupportedRun, check_engines
 from lrmrepro.hardware import on_cpu
-from lrmrepro.figures.weight_count import task_groups, weight_count_experiments
 from lrmrepro.precision import PRECISIONS
 from lrmrepro.provenance import hardware_label
 from lrmrepro.relabel import LegacyResults, check_results
@@ -114,41 +113,20 @@ def model_spec(wildcards):
     return config["models"][wildcards.model]
 
 
-def compression_spec(wildcards):
-    return config["compressions"][wildcards.compressed]
-
-
-def recipe_name(wildcards):
-    return config["compressions"][wildcards.compressed]["recipe"]
-
-
-def protected_modules(wildcards):
-    return config["compressions"][wildcards.compressed]["ignore"]
-
-
-def target_sparsity(wildcards):
-    return config["compressions"][wildcards.compressed].get("sparsity")
+def compression(wildcards):
+    """The compressed variant of a job (lrmrepro.compressions.Compression)."""
+    return STUDY.compressions[wildcards.compressed]
 
 
 def protect_spec_input(wildcards):
     """The protection loop: a variant with protect_from_importance depends on the importance ranking (`true`: the
     uncompressed model's; `{model: <variant>}`: that compressed variant's, one of importance.compare)."""
-    source = config["compressions"][wildcards.compressed]["protect_from_importance"]
-    if isinstance(source, dict):
-        return f"results/importance/{wildcards.model}/{source['model']}/protect_spec.json"
-    if source:
-        return f"results/importance/{wildcards.model}/protect_spec.json"
-    return []
-
-
-def quantize_only(wildcards):
-    return config["compressions"][wildcards.compressed]["only"]
+    return compression(wildcards).protect_spec(wildcards.model) or []
 
 
 def compressions_of(method):
     """Wildcard pattern of the compressions of one method (rules/compress.smk): `distill`, or `recipe` (the others)."""
-    names = [n for n, c in config["compressions"].items() if (c.get("method") == "distill") == (method == "distill")]
-    return _alternatives(names) or "(?!)"
+    return _alternatives(STUDY.compressions_of(method)) or "(?!)"
 
 
 # plain wildcard patterns rather than input functions wherever possible (CHECKPOINT, TASK_ITEMS, Run.FOLDER); Snakemake
@@ -259,7 +237,7 @@ def gpu_model(engine):
 def check_vllm_runs():
     """Every vLLM engine of the study can be executed by vLLM (lrmrepro.generate.vllm_support.check_engines)."""
     try:
-        check_engines(ENGINES, config, Path(workflow.basedir) / "recipes")
+        check_engines(ENGINES, config, STUDY.compressions)
     except UnsupportedRun as err:
         raise WorkflowError(str(err)) from None
 
@@ -267,7 +245,7 @@ def check_vllm_runs():
 def check_environments():
     """Before the first job starts (onstart; dry runs skip it): every extra environment that a job about to run
     needs exists, so a missing one stops the run at once instead of after the jobs before it (training: minutes)."""
-    needed = needed_environments(workflow.dag.needrun_jobs(), ENGINES, config, Path(workflow.basedir) / "recipes")
+    needed = needed_environments(workflow.dag.needrun_jobs(), ENGINES, STUDY.compressions)
     missing = missing_environments(needed)
     if missing:
         raise WorkflowError("\n".join(missing))
@@ -425,8 +403,8 @@ def final_targets():
         targets += [f"results/figures/{exp.name}/sparsity_sweep.png"]
     for name in EXPERIMENTS:  # output length of correct vs wrong answers, every experiment
         targets += [f"results/tables/{name}/length_correctness.md", f"results/figures/{name}/length_correctness.png"]
-    for name in weight_count_experiments(config):  # finding (1): weight count, knowledge vs reasoning
-        targets += [f"results/tables/{name}/weight_count_knowledge_vs_reasoning.md"]
+    for exp in STUDY.weight_count_experiments():  # finding (1): weight count, knowledge vs reasoning
+        targets += [f"results/tables/{exp.name}/weight_count_knowledge_vs_reasoning.md"]
     return targets + importance_targets()
 
 

@@ -12,10 +12,10 @@ rule compress:
     wildcard_constraints:
         compressed=compressions_of("recipe"),
     params:
-        recipe=recipe_name,
-        ignore=protected_modules,
-        only=quantize_only,
-        sparsity=target_sparsity,
+        recipe=lambda wildcards: compression(wildcards).recipe,
+        ignore=lambda wildcards: compression(wildcards).ignore,
+        only=lambda wildcards: compression(wildcards).only,
+        sparsity=lambda wildcards: compression(wildcards).sparsity,
         calibration=config["calibration"],
         seed=config["calibration"]["seed"],
         code=code_of("compress.py"),
@@ -40,11 +40,11 @@ rule distill:
     wildcard_constraints:
         compressed=compressions_of("distill"),
     params:
-        student=lambda wildcards: config["compressions"][wildcards.compressed]["student"],
-        settings=lambda wildcards: config["compressions"][wildcards.compressed]["distill"],
+        student=lambda wildcards: compression(wildcards).student,
+        settings=lambda wildcards: compression(wildcards).distill,
         state="results/distill_state/{model}/{compressed}",
         code=code_of("distill.py"),
-    threads: lambda wildcards: config["compressions"][wildcards.compressed]["distill"]["threads"]
+    threads: lambda wildcards: compression(wildcards).distill["threads"]
     conda:
         "../envs/core.yaml"
     log:

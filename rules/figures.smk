@@ -236,8 +236,8 @@ rule figure_weight_count:
     params:
         runs=experiment_run_refs,
         decoding=experiment_first_decoding,
-        knowledge=lambda wildcards: task_groups(config["tasks"], EXPERIMENTS[wildcards.experiment]["tasks"])[0],
-        reasoning=lambda wildcards: task_groups(config["tasks"], EXPERIMENTS[wildcards.experiment]["tasks"])[1],
+        knowledge=lambda wildcards: STUDY.task_groups(EXPERIMENTS[wildcards.experiment]["tasks"])[0],
+        reasoning=lambda wildcards: STUDY.task_groups(EXPERIMENTS[wildcards.experiment]["tasks"])[1],
         noise_experiment=noise_experiment,
         resamples=config["statistics"]["bootstrap_resamples"],
         seed=config["statistics"]["bootstrap_seed"],

@@ -243,7 +243,8 @@ def test_weight_count_table_and_figure(tmp_path):
     import polars as pl
 
     from lrmrepro.figures.compression import compression_info
-    from lrmrepro.figures.weight_count import task_groups, weight_count_effects, weight_count_figure, write_weight_count
+    from lrmrepro.figures.weight_count import weight_count_effects, weight_count_figure, write_weight_count
+    from lrmrepro.tasks.registry import record_of
 
     labels = dict(model="m", precision="bf16", backend="transformers", parallel=1, batch_size=8, hardware="cpu-x",
                   decoding="greedy")
@@ -267,8 +268,9 @@ def test_weight_count_table_and_figure(tmp_path):
     info = compression_info(metas, base_bits=32, base_weights=1000)
     assert dict(info.select("compression", "decoder_weights").iter_rows()) == {
         "sparsegpt_50": 500, "distill_half": 400, "gptq_w4a16": 1000, "none": 1000}
-    tasks = {t: {"source": "synthetic"} for t in base}
-    knowledge, reasoning = task_groups(tasks, list(base))
+    skills = {t: record_of(t, {"source": "synthetic"}).skill for t in base}  # the workflow: Study.task_groups
+    knowledge = [t for t in base if skills[t] == "knowledge"]
+    reasoning = [t for t in base if skills[t] == "reasoning"]
     assert knowledge == ["multihop"] and reasoning == ["arith", "logic", "timeline"]
     eff = weight_count_effects(refs, info, knowledge, reasoning, resamples=200, seed=0)
     rows = {(r["compression"], r["group"]): r for r in eff.iter_rows(named=True)}

@@ -70,3 +70,30 @@ def test_scoring_conflict_is_refused_by_the_config_check_command(tmp_path, capsy
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert main([str(path), "--workdir", str(ROOT)]) == 1
     assert "experiments.compression.scoring: 'lenient'" in capsys.readouterr().err
+
+
+def test_compressions_are_typed_once_and_answer_what_the_rules_ask(study):
+    cfg = study.config
+    assert list(study.compressions) == list(cfg["compressions"])
+    for name, comp in study.compressions.items():
+        entry = cfg["compressions"][name]
+        # the rule params are the config's own objects: Snakemake's params trigger sees the same values
+        assert comp.ignore is entry["ignore"] and comp.only is entry["only"]
+        assert comp.recipe == entry.get("recipe") and comp.sparsity == entry.get("sparsity")
+        assert comp.distilled == (entry.get("method") == "distill")
+    protected = study.compressions["gptq_w3a16_protected"]
+    assert protected.protect_from == "none" and protected.protect_spec("default") == \
+        "results/importance/default/protect_spec.json"
+    transferred = study.compressions["gptq_w3a16_protected_from_w4"]
+    assert transferred.protect_spec("default") == "results/importance/default/gptq_w4a16/protect_spec.json"
+    assert study.compressions["gptq_w4a16"].protect_spec("default") is None
+    assert study.compressions["gptq_w4a16"].backend == "llmcompressor" and study.compressions["any3"].backend == "anyq"
+    assert study.compressions["distill_half"].backend is None and study.compressions["distill_half"].scheme == "none"
+    assert set(study.compressions_of("distill")) == {"distill_half", "distill_quarter"}
+    assert set(study.compressions_of("recipe")) | set(study.compressions_of("distill")) == set(cfg["compressions"])
+
+
+def test_task_groups_and_weight_count_experiments_come_from_the_task_records(study):
+    assert study.task_groups(["arith", "multihop", "logic", "timeline"]) == (["multihop"], ["arith", "logic", "timeline"])
+    # the compression experiment has pruned and distilled variants, multihop and a reasoning task
+    assert [e.name for e in study.weight_count_experiments()] == ["compression"]

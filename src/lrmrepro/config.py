@@ -18,10 +18,11 @@ import jsonschema
 import yaml
 
 from .compress.distill_config import DistillConfigError, check_distill_entries
+from .paths import SCHEMA
 from .runs import is_greedy
 from .tasks import registry
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = SCHEMA
 
 
 class ConfigError(ValueError):

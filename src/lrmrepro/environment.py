@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 
 def vllm_python(basedir: str | Path) -> str:
@@ -57,12 +57,11 @@ def missing_environments(needed: dict[str, list[str]]) -> list[str]:
     return messages
 
 
-def needed_environments(jobs: Iterable[Any], engines: Iterable[Any], config: dict[str, Any],
-                        recipes_dir: str | Path) -> dict[str, list[str]]:
+def needed_environments(jobs: Iterable[Any], engines: Iterable[Any],
+                        compressions: Mapping[str, Any]) -> dict[str, list[str]]:
     """The extra environments (:data:`EXTRA_ENVIRONMENTS`) that Snakemake ``jobs`` run in: the engine rules of vLLM
-    ``engines`` (rules ``generate_<slug>``), vLLM preflights, and compressions whose recipe runs with GPTQModel."""
-    from .compress.recipes import load_recipe, recipe_backend
-
+    ``engines`` (rules ``generate_<slug>``), vLLM preflights, and compressions (``compressions``: the study's,
+    :class:`lrmrepro.compressions.Compression`) whose recipe runs with GPTQModel."""
     vllm_rules = {f"generate_{e.slug}": e.slug for e in engines if e.backend.startswith("vllm")}
     needed: dict[str, list[str]] = {}
     for job in jobs:
@@ -73,7 +72,6 @@ def needed_environments(jobs: Iterable[Any], engines: Iterable[Any], config: dic
             needed.setdefault("vllm", []).append(f"preflight {job.wildcards.backend}/{job.wildcards.hardware}")
         elif name == "compress":
             compression = job.wildcards.compressed
-            recipe = load_recipe(config["compressions"][compression]["recipe"], Path(recipes_dir))
-            if recipe_backend(recipe) == "gptqmodel":
+            if compressions[compression].backend == "gptqmodel":
                 needed.setdefault("gptqmodel", []).append(compression)
     return needed

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from . import hardware as hw
+from .paths import EXPECTED_RESULTS
 
-ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = ROOT / "docs" / "results"
+EXPECTED = EXPECTED_RESULTS
 #: the tables a run is compared by (relative to results/): every table the figures stage writes, and the accuracy summary
 PATTERNS = ("tables/**/*.md", "summary/accuracy.md")
 #: the recorded study's identity, beside its tables

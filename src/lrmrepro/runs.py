@@ -163,18 +163,20 @@ def expand_runs(config: dict, experiment: str | None = None,
     return list(seen)
 
 
-def importance_models(config: dict) -> list[str]:
+def importance_models(config: dict, protected: Iterable[str] = ()) -> list[str]:
     """Models whose importance is computed: ``importance.models``, and every model compressed with a variant that
-    protects the importance stage's top modules (its protect spec needs its own ranking)."""
+    protects the importance stage's top modules (``protected``: their names; its protect spec needs its own
+    ranking)."""
     imp = config.get("importance") or {}
-    protected = {n for n, c in config.get("compressions", {}).items() if c.get("protect_from_importance")}
+    protected = set(protected)
     needed = [m for exp in config["experiments"].values() if protected & set(exp["compressions"])
               for m in exp["models"]]
     return list(dict.fromkeys([*imp.get("models", []), *needed]))
 
 
 def importance_runs(config: dict, resolve_hardware: Callable[[str], str] = lambda h: h,
-                    model: str | None = None, compression: str | None = None) -> list[Run]:
+                    model: str | None = None, compression: str | None = None,
+                    protected: Iterable[str] = ()) -> list[Run]:
     """The runs whose traces the importance stage labels: for every importance model (:func:`importance_models`) and
     compression (``none`` and ``importance.compare``; or just ``model``/``compression``), every importance task, at
     the importance experiment's first precision and runtime configuration, with the importance decoding."""
@@ -182,7 +184,7 @@ def importance_runs(config: dict, resolve_hardware: Callable[[str], str] = lambd
     if not imp:
         return []
     exp = config["experiments"][imp["experiment"]]
-    models = [model] if model else importance_models(config)
+    models = [model] if model else importance_models(config, protected)
     compressions = [compression] if compression else ["none", *imp["compare"]]
     return [Run(m, c, task, exp["precisions"][0], exp["backend"], exp["parallel"][0], exp["batch_sizes"][0],
                 resolve_hardware(exp["hardware"][0]), imp["decoding"])

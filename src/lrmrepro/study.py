@@ -4,14 +4,17 @@ The workflow (``rules/common.smk``) builds one :class:`Study` from the validated
 (:func:`lrmrepro.config.load_study`) while it plans the DAG; every rule asks it, never the raw ``experiments``
 dicts: which runs an experiment has (its grid is expanded here, once), whether it is greedy, sampled, a compression
 or sparsity comparison, which run is generated twice for the noise floor, which runs the importance stage labels,
-and the scoring policy of every run. Pure Python (no third-party imports), like :mod:`lrmrepro.runs`.
+the scoring policy of every run, every compressed variant (:class:`lrmrepro.compressions.Compression`) and which
+tasks stand for knowledge and for reasoning (the task records' ``skill``). Pure Python (no third-party imports),
+like :mod:`lrmrepro.runs`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
+from .compressions import Compression, compressions
 from .hardware import aliases
 from .runs import TASK_ITEMS, Engine, Run, engines, expand_runs, importance_runs, is_greedy
 
@@ -103,16 +106,19 @@ class Study:
         self.hardware_aliases = aliases(config.get("hardware_aliases"))
         greedy = tuple(name for name, d in config["decoding"].items() if is_greedy(d["temperature"]))
         self.greedy_decodings = greedy
-        compressions = config.get("compressions", {})
+        #: every compressed variant, typed (``compressions.<name>``)
+        self.compressions: dict[str, Compression] = compressions(config)
+        sparsity = {name: c.sparsity for name, c in self.compressions.items()}
         self.experiments: dict[str, Experiment] = {
             name: Experiment(name, exp, tuple(expand_runs(config, name, resolve_hardware)),
                              tuple(d for d in exp["decoding"] if d in greedy),
-                             {c: compressions.get(c, {}).get("sparsity") for c in exp["compressions"]})
+                             {c: sparsity.get(c) for c in exp["compressions"]})
             for name, exp in config["experiments"].items()}
         #: every run of every experiment, once, in config order
         self.runs: list[Run] = list(dict.fromkeys(r for e in self.experiments.values() for r in e.runs))
         #: the runs whose traces the importance stage labels (some are in no accuracy table)
-        self.importance_runs: list[Run] = importance_runs(config, resolve_hardware)
+        self.importance_runs: list[Run] = importance_runs(
+            config, resolve_hardware, protected=[n for n, c in self.compressions.items() if c.protect_from])
         self.scoring_policies = self._scoring_policies()
         in_grid = set(self.runs)
         try:
@@ -144,6 +150,28 @@ class Study:
 
     def sparsity_experiments(self) -> list[Experiment]:
         return [e for e in self.experiments.values() if e.sparsity_sweep]
+
+    def compressions_of(self, method: str) -> list[str]:
+        """The names of the compressed variants of one method (``recipe`` or ``distill``)."""
+        return [name for name, c in self.compressions.items() if c.method == method]
+
+    # --- tasks
+    def task_groups(self, names: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(knowledge tasks, reasoning tasks) among the task names ``names``, by their records' ``skill``."""
+        from .tasks.registry import record_of
+
+        skills = {}
+        for name in names:
+            rec = record_of(name, self.config["tasks"][name])
+            skills[name] = rec.skill if rec is not None else ""
+        return ([n for n, s in skills.items() if s == "knowledge"], [n for n, s in skills.items() if s == "reasoning"])
+
+    def weight_count_experiments(self) -> list[Experiment]:
+        """Compression comparisons with a knowledge and a reasoning task and a pruned or distilled variant: those
+        that get the weight-count table and figure (finding (1))."""
+        return [e for e in self.experiments.values()
+                if e.compares_compressions and all(self.task_groups(e["tasks"]))
+                and any(self.compressions[c].removes_weights for c in e.compressed)]
 
     # --- runs
     def decoding_spec(self, run: Run) -> dict[str, Any]:

@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..paths import ROOT, SRC
+
 ENV_VAR = "LRMREPRO_GPTQMODEL_PYTHON"
 FIXED = {"sym": True, "desc_act": False, "pack_impl": "original"}
 DEFAULTS = {"group_size": 128, "gptaq": False, "damp_percent": 0.05, "act_group_aware": True}
@@ -41,7 +43,7 @@ DEFAULTS = {"group_size": 128, "gptaq": False, "damp_percent": 0.05, "act_group_
 
 def gptqmodel_python(basedir: str | os.PathLike | None = None) -> str:
     """``$LRMREPRO_GPTQMODEL_PYTHON``, else ``.venvs/gptqmodel/bin/python`` of the checkout."""
-    root = Path(basedir) if basedir else Path(__file__).resolve().parents[3]
+    root = Path(basedir) if basedir else ROOT
     return os.environ.get(ENV_VAR) or str(root / ".venvs" / "gptqmodel" / "bin" / "python")
 
 
@@ -178,7 +180,7 @@ def _in_env(model_dir: Path, out_dir: Path, settings: dict[str, Any], texts: lis
         request.write_text(json.dumps({"model": str(model_dir), "out": str(out_dir), "settings": settings,
                                        "texts": texts, "max_seq_len": max_seq_len, "seed": seed}))
         result = Path(tmp) / "result.json"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC),
                                                             os.environ.get("PYTHONPATH", "")])}
         proc = subprocess.run([python, "-m", "lrmrepro.compress.gptaq", str(request), str(result)], env=env,
                               stdout=sys.stderr, stderr=sys.stderr)

@@ -21,7 +21,9 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
-RECIPES_DIR = Path(__file__).resolve().parents[3] / "recipes"
+from ..paths import RECIPES
+
+RECIPES_DIR = RECIPES
 
 #: modifiers that need calibration data (the others are data-free round-to-nearest)
 CALIBRATED_MODIFIERS = {"GPTQModifier", "AWQModifier", "SparseGPTModifier", "SmoothQuantModifier", "WandaPruningModifier"}

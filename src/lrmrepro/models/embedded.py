@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import io
+from ..paths import EMBEDDED, ROOT
 
-ROOT = Path(__file__).resolve().parents[3]
-EMBEDDED_DIR = ROOT / "embedded" / "default"
+EMBEDDED_DIR = EMBEDDED
 META = "meta.json"
 # training settings that do not change the weights' definition (threads change the kernels' summation order, and
 # so the weights, but they are part of the recorded machine setup, not of the study's `train` section)

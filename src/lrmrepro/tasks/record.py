@@ -12,6 +12,8 @@ from typing import Any, Callable, Mapping
 
 #: a task's default ``max_new_tokens`` unless its record says otherwise (the schema's default before the records)
 DEFAULT_MAX_NEW_TOKENS = 128
+#: what a task stands for in the weight-count finding ("" : neither)
+SKILLS = ("", "knowledge", "reasoning")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +31,9 @@ class TaskRecord:
     - benchmarks: ``hub``, ``split``, ``config`` (the default dataset version: ``tasks.<name>.hub``/``split``/
       ``config`` override them), ``sample`` (``n`` is the size of a seeded random sample, default ``sample``,
       instead of the first ``n`` items), ``hub_options`` (``options -> extra load_dataset arguments``);
-    - ``like``: what it stands for (docs).
+    - ``like``: what it stands for (docs);
+    - ``skill``: ``knowledge`` or ``reasoning`` where the task stands for one in finding (1) of "When Reasoning
+      Meets Compression" (the weight-count table and figure: :meth:`lrmrepro.study.Study.task_groups`), else empty.
     """
 
     name: str
@@ -45,12 +49,15 @@ class TaskRecord:
     sample: int | None = None
     hub_options: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     like: str = ""
+    skill: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in ("benchmark", "synthetic"):
             raise ValueError(f"task record {self.name!r}: kind {self.kind!r}; allowed: benchmark, synthetic")
         if self.kind == "benchmark" and not (self.hub and self.split):
             raise ValueError(f"benchmark record {self.name!r} needs a default hub id and split")
+        if self.skill not in SKILLS:
+            raise ValueError(f"task record {self.name!r}: skill {self.skill!r}; allowed: {', '.join(SKILLS)}")
 
     def item_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
         """An item's metadata with the record's ``scorer_options`` as defaults (unchanged when there are none)."""

@@ -353,11 +353,14 @@ def _draw_logic(split: str, world: World) -> Callable[[random.Random, Chooser | 
 #: one record per generator (lrmrepro.tasks.record.TaskRecord); ``build(split, world)`` gives the draw function
 GENERATORS: dict[str, TaskRecord] = {r.name: r for r in [
     TaskRecord("arith", "synthetic", "boxed_int", lambda split, world: lambda rng, ch: arith(rng, chooser=ch),
-               like="AIME / MATH / GSM8K"),
+               like="AIME / MATH / GSM8K", skill="reasoning"),
     TaskRecord("timeline", "synthetic", "option_letter",
-               lambda split, world: lambda rng, ch: timeline(rng, chooser=ch), like="BBH temporal_sequences"),
-    TaskRecord("logic", "synthetic", "tfu", _draw_logic, like="FOLIO"),
-    TaskRecord("multihop", "synthetic", "short_text", _draw_multihop, like="MuSiQue (closed book)"),
+               lambda split, world: lambda rng, ch: timeline(rng, chooser=ch), like="BBH temporal_sequences",
+               skill="reasoning"),
+    TaskRecord("logic", "synthetic", "tfu", _draw_logic, like="FOLIO", skill="reasoning"),
+    # facts memorised in training, scored by exact match
+    TaskRecord("multihop", "synthetic", "short_text", _draw_multihop, like="MuSiQue (closed book)",
+               skill="knowledge"),
 ]}
 #: the generator names, in record order (the embedded model's training order)
 TASKS = tuple(GENERATORS)
