@@ -24,12 +24,37 @@ FX = ROOT / "tests" / "fixtures" / "benchmarks"
 
 
 # ------------------------------------------------------------------------------------------------ schema and docs
-def test_schema_enums_are_the_registries():
-    tasks = load_schema()["properties"]["tasks"]["additionalProperties"]["properties"]
-    assert tasks["generator"]["enum"] == list(registry.generator_names())
+def test_the_schema_names_registries_and_copies_none():
+    """The schema's enums of registered names are filled from the registries (lrmrepro.registries): every registry is
+    used, every field gets the registry's names in order, and no literal enum of the schema file repeats one."""
+    from lrmrepro.paths import SCHEMA
+    from lrmrepro.registries import REGISTRIES, names, registry_fields
+
+    raw = yaml.safe_load(SCHEMA.read_text())
+    fields = registry_fields(raw)
+    assert set(fields.values()) == set(REGISTRIES)
+    filled = load_schema()
+    for path, name in fields.items():
+        node = filled
+        for part in path.strip("/").split("/"):
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        assert node["enum"] == list(names(name)) and node["enum"], path
+
+    def literal_enums(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("enum"), list):
+                yield node["enum"]
+            for v in node.values():
+                yield from literal_enums(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from literal_enums(v)
+
+    registered = {frozenset(names(r)) for r in REGISTRIES}
+    assert not [e for e in literal_enums(raw) if frozenset(map(str, e)) in registered]
+    tasks = filled["properties"]["tasks"]["additionalProperties"]["properties"]
+    assert tasks["generator"]["enum"] == list(registry.generator_names()) == list(synthetic.TASKS)
     assert tasks["benchmark"]["enum"] == list(registry.benchmark_names())
-    weights = load_schema()["properties"]["train"]["properties"]["task_weights"]
-    assert weights["propertyNames"]["enum"] == list(synthetic.TASKS)
     assert tasks["prompt_style"]["enum"] == list(PROMPT_STYLES)
     # the defaults are the records', not the schema's
     assert "default" not in tasks["prompt_style"] and "default" not in tasks["max_new_tokens"]

@@ -19,6 +19,7 @@ import yaml
 
 from .compress.distill_config import DistillConfigError, check_distill_entries
 from .paths import SCHEMA
+from .registries import fill_enums
 from .runs import is_greedy
 from .tasks import registry
 
@@ -30,7 +31,9 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
-    return yaml.safe_load(Path(path).read_text())
+    """The configuration schema, with the enums of its ``x-registry`` fields filled from the registries
+    (:mod:`lrmrepro.registries`)."""
+    return fill_enums(yaml.safe_load(Path(path).read_text()))
 
 
 def _dotted(path: Any) -> str:

@@ -62,6 +62,8 @@ def needed_environments(jobs: Iterable[Any], engines: Iterable[Any],
     """The extra environments (:data:`EXTRA_ENVIRONMENTS`) that Snakemake ``jobs`` run in: the engine rules of vLLM
     ``engines`` (rules ``generate_<slug>``), vLLM preflights, and compressions (``compressions``: the study's,
     :class:`lrmrepro.compressions.Compression`) whose recipe runs with GPTQModel."""
+    from .compress.backends import BACKENDS as COMPRESSION_BACKENDS
+
     vllm_rules = {f"generate_{e.slug}": e.slug for e in engines if e.backend.startswith("vllm")}
     needed: dict[str, list[str]] = {}
     for job in jobs:
@@ -72,6 +74,7 @@ def needed_environments(jobs: Iterable[Any], engines: Iterable[Any],
             needed.setdefault("vllm", []).append(f"preflight {job.wildcards.backend}/{job.wildcards.hardware}")
         elif name == "compress":
             compression = job.wildcards.compressed
-            if compressions[compression].backend == "gptqmodel":
-                needed.setdefault("gptqmodel", []).append(compression)
+            environment = COMPRESSION_BACKENDS[compressions[compression].backend].environment
+            if environment:
+                needed.setdefault(environment, []).append(compression)
     return needed

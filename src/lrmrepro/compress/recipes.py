@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 from ..paths import RECIPES
+from .backends import BACKENDS as _BACKEND_TABLE
 
 RECIPES_DIR = RECIPES
 
@@ -47,10 +48,9 @@ def recipe_path(name: str, directory: str | os.PathLike | None = None) -> Path:
     return recipes_dir(directory) / f"{name}.yaml"
 
 
-#: who runs a recipe: llm-compressor (a recipe of stages and modifiers), or one of the package's own backends (a
-#: recipe ``{backend: <name>, <name>: {settings}}``): ``anyq`` (ANY4/ANY3, :mod:`lrmrepro.compress.anyq`),
-#: ``gptqmodel`` (GPTQ/GPTAQ with GPTQModel, :mod:`lrmrepro.compress.gptaq`)
-BACKENDS = ("llmcompressor", "anyq", "gptqmodel")
+#: who runs a recipe (:data:`lrmrepro.compress.backends.BACKENDS`): llm-compressor (a recipe of stages and
+#: modifiers, the first), or one of the package's own backends (a recipe ``{backend: <name>, <name>: {settings}}``)
+BACKENDS = tuple(_BACKEND_TABLE)
 
 
 def recipe_backend(recipe: dict[str, Any]) -> str:
