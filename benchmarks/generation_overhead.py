@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from lrmrepro.generate.common import Decoding, chunks  # noqa: E402
-from lrmrepro.generate.transformers_backend import generate_table, load  # noqa: E402
+from lrmrepro.generate.transformers_backend import TransformersGenerator, load  # noqa: E402
 from lrmrepro.prompts import build_prompts  # noqa: E402
 from lrmrepro.tasks.synthetic import make_split  # noqa: E402
 
@@ -74,9 +74,10 @@ def main() -> None:
         bare.append(time.perf_counter() - t0)
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
-            meta = generate_table(model_dir, prompts, ids, precision=args.precision, parallel=args.threads,
-                                  batch_size=args.batch_size, decoding=Decoding(max_new_tokens=args.max_new_tokens),
-                                  output=Path(d) / "g.parquet", progress=False)
+            gen = TransformersGenerator(model_dir, precision=args.precision, parallel=args.threads)
+            meta = gen.generate_table(prompts, ids, batch_size=args.batch_size,
+                                      decoding=Decoding(max_new_tokens=args.max_new_tokens),
+                                      output=Path(d) / "g.parquet", progress=False)
             total = time.perf_counter() - t0
             stage.append(total - meta["model_load_seconds"])
     b, s = min(bare), min(stage)

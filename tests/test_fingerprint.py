@@ -106,7 +106,7 @@ def test_every_rule_fingerprints_its_own_script():
     checked = 0
     for smk in sorted((ROOT / "rules").glob("*.smk")):
         for block in re.split(r"(?m)^(?=[ \t]*rule[ :])", smk.read_text())[1:]:
-            m = re.match(r"[ \t]*rule (\w+)", block) or re.search(r"name:\s*\n\s*(f?\"[^\"]+\")", block)
+            m = re.match(r"[ \t]*rule (\w+)", block) or re.search(r"name:\s*\n\s*(f?\"[^\"]+\"|[\w.]+)", block)
             name = m.group(1)
             codes = re.findall(r'code=(?:code_of|module_code)\("([\w.]+)"\)', block)
             script = re.search(r'script:\s*\n\s*"\.\./workflow_scripts/([\w.]+)"', block)

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from lrmrepro.generate.common import GENERATION_SCHEMA, ChunkStore, Decoding, chunks, store_key
-from lrmrepro.generate.transformers_backend import generate_table
+from lrmrepro.generate.transformers_backend import TransformersGenerator
+
+
+def generate_table(model_dir, prompts, ids, *, precision, parallel, **kw):
+    """A freshly loaded model generating one table (what an engine job does per run)."""
+    return TransformersGenerator(model_dir, precision=precision, parallel=parallel).generate_table(prompts, ids, **kw)
 from lrmrepro.prompts import build_prompts
 from lrmrepro.tasks.synthetic import make_split
 

@@ -52,7 +52,7 @@ def test_gguf_source_through_fetch_model_and_a_generation(smollm2_through_the_wo
     import torch
 
     from lrmrepro.generate.common import Decoding
-    from lrmrepro.generate.transformers_backend import generate_table
+    from lrmrepro.generate.transformers_backend import TransformersGenerator
     from lrmrepro.prompts import build_prompts
     from transformers import AutoTokenizer
 
@@ -72,8 +72,9 @@ def test_gguf_source_through_fetch_model_and_a_generation(smollm2_through_the_wo
     assert json.loads((ckpt / "config.json").read_text())["eos_token_id"] == tok.eos_token_id
     assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).rstrip().endswith(tok.eos_token)
     out = tmp_path / "g.parquet"
-    generate_table(ckpt, build_prompts(["What is 2+3?"], "chat_boxed", tok), ["q0"], precision="bf16", parallel=1,
-                   batch_size=1, decoding=Decoding(max_new_tokens=8), output=out, progress=False)
+    TransformersGenerator(ckpt, precision="bf16", parallel=1).generate_table(
+        build_prompts(["What is 2+3?"], "chat_boxed", tok), ["q0"], batch_size=1, decoding=Decoding(max_new_tokens=8),
+        output=out, progress=False)
     row = pl.read_parquet(out).row(0, named=True)
     assert 1 <= row["output_length"] == len(row["token_ids"]) <= 8 and row["text"].strip()
     assert row["text"] == tok.decode(row["token_ids"], skip_special_tokens=True)

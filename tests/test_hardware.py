@@ -120,3 +120,19 @@ def test_a_gpu_label_is_its_slurm_type_and_the_identity_records_what_selects_ker
     assert hw.identity_difference(ident, hw.identity(tf32)) == ["tf32.matmul: False vs True"]
     assert set(hw.machine_facts(ident)) == {"kind", "devices", "compute_capability", "env"}
     assert json.loads(json.dumps(ident)) == ident  # recorded as JSON beside the statistics
+
+
+def test_a_cpu_capped_to_a_level_has_that_levels_identity():
+    """ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY are expressed by the ISA facts themselves: the AVX-512 EPYC capped to
+    AVX2 has the AVX2 EPYC's identity (measured to reproduce its 17 tables byte for byte); MKL's switches are not
+    expressed by any ISA fact and stay in the identity."""
+    avx512 = BASE + AVX512_CORE + ["avx512_vnni", "avx512_bf16"]
+    capped = _machine(avx512, env={"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
+                      torch_cpu_capability="AVX2")
+    native = _machine(BASE, torch_cpu_capability="AVX2")
+    assert hw.label_of(capped) == hw.label_of(native) == "cpu-amd-epyc-avx2"
+    assert hw.identity(capped) == hw.identity(native)
+    half = _machine(avx512, env={"ONEDNN_MAX_CPU_ISA": "AVX2"}, torch_cpu_capability="AVX512")
+    assert hw.identity_difference(hw.identity(native), hw.identity(half)) == ["aten_capability: 'avx2' vs 'avx512'"]
+    mkl = _machine(BASE, env={"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, torch_cpu_capability="AVX2")
+    assert hw.identity(mkl)["env"] == {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}

@@ -9,7 +9,7 @@ import pytest
 from lrmrepro import hardware as hw
 from lrmrepro import io
 from lrmrepro.figures.nondeterminism import metric_table, write_table
-from lrmrepro.generate.engine_job import check_job, run_transformers_engine
+from lrmrepro.generate.engine_job import check_job, run_engine
 from lrmrepro.provenance import hardware
 from lrmrepro.stats.pooling import MixedEnvironment, check_pooling
 
@@ -125,7 +125,7 @@ def test_a_run_labelled_with_hardware_the_machine_lacks_fails_before_the_model_l
         check_job(_spec(tmp_path, "a100"))
     # the engine job checks before loading: a missing model is never reached
     with pytest.raises(hw.HardwareMismatch):
-        run_transformers_engine(str(tmp_path / "no-such-model"), _spec(tmp_path, "a100"), code=None,
+        run_engine(str(tmp_path / "no-such-model"), _spec(tmp_path, "a100"), code=None,
                                 log=logging.getLogger("t"))
     check_job(_spec(tmp_path, hw.label_of(hardware())))  # this machine's own label passes
 

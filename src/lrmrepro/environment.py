@@ -64,14 +64,17 @@ def needed_environments(jobs: Iterable[Any], engines: Iterable[Any],
     :class:`lrmrepro.compressions.Compression`) whose recipe runs with GPTQModel."""
     from .compress.backends import BACKENDS as COMPRESSION_BACKENDS
 
-    vllm_rules = {f"generate_{e.slug}": e.slug for e in engines if e.backend.startswith("vllm")}
+    from .generate.engines import engine_of
+
+    own = {e.rule: (engine_of(e.backend).environment, e.slug) for e in engines if engine_of(e.backend).environment}
     needed: dict[str, list[str]] = {}
     for job in jobs:
         name = job.rule.name
-        if name in vllm_rules:
-            needed.setdefault("vllm", []).append(vllm_rules[name])
+        if name in own:
+            needed.setdefault(own[name][0], []).append(own[name][1])
         elif name == "preflight_vllm":
-            needed.setdefault("vllm", []).append(f"preflight {job.wildcards.backend}/{job.wildcards.hardware}")
+            environment = engine_of(job.wildcards.backend).environment
+            needed.setdefault(environment, []).append(f"preflight {job.wildcards.backend}/{job.wildcards.hardware}")
         elif name == "compress":
             compression = job.wildcards.compressed
             environment = COMPRESSION_BACKENDS[compressions[compression].backend].environment

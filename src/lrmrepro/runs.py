@@ -19,12 +19,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterable, Mapping
 
+from .generate.engines import BACKENDS as ENGINE_BACKENDS
+
 #: a model's checkpoint folder: ``none`` is the uncompressed model, any other compression a compressed variant
 CHECKPOINT = "results/models/{model}/{compression}"
 #: a task's evaluation items (rule prepare_task)
 TASK_ITEMS = "results/tasks/{task}.parquet"
 #: the generation backends (``vllm_batch_invariant``: vLLM with ``VLLM_BATCH_INVARIANT=1``); the schema's enum equals it
-BACKENDS = ("transformers", "vllm", "vllm_batch_invariant")
+BACKENDS = ENGINE_BACKENDS  # the generation engines' backend names (lrmrepro.generate.engines)
 
 
 def is_greedy(temperature: float) -> bool:
@@ -123,6 +125,11 @@ class Engine:
         parts = [self.model, self.compression, self.precision, self.backend, f"p{self.parallel}", self.hardware,
                  self.decoding]
         return "_".join(re.sub(r"[^A-Za-z0-9]+", "_", p) for p in parts)
+
+    @property
+    def rule(self) -> str:
+        """The name of its generation job's rule (``rules/generate.smk``)."""
+        return f"generate_{self.slug}"
 
     @property
     def checkpoint(self) -> str:

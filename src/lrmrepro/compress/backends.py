@@ -20,7 +20,9 @@ from typing import Any, Callable
 @dataclass(frozen=True)
 class Job:
     """What a backend is asked: compress ``model_dir`` with recipe ``recipe`` (``ignore``: protected modules;
-    ``sparsity``: a pruning recipe's target; ``calibration``: validated, :mod:`lrmrepro.compress.calibration`)."""
+    ``calibration``: validated, :mod:`lrmrepro.compress.calibration`). ``render(extra_ignore)`` renders the recipe
+    (:func:`lrmrepro.compress.recipes.render_recipe` with the job's protected modules and sparsity: a mapping and
+    its YAML text); ``info(recipe)`` describes it (:func:`lrmrepro.compress.recipes.recipe_info`)."""
 
     model_dir: Path
     recipe: str
@@ -28,7 +30,8 @@ class Job:
     sparsity: float | None
     calibration: dict[str, Any]
     seed: int
-    recipes_dir: Any = None
+    render: Callable[[dict[str, Any] | None], tuple[dict[str, Any], str]]
+    info: Callable[[dict[str, Any]], Any]
 
 
 @dataclass
@@ -62,16 +65,14 @@ def _llmcompressor(job: Job, out: Path) -> Compressed:
     from .calibration import build_calibration
     from .cpu import no_pinning_without_accelerator
     from .protect import linear_names, resolve_protected, smoothquant_skip
-    from .recipes import recipe_info, render_recipe
 
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(job.model_dir, dtype="auto")
     tokenizer = AutoTokenizer.from_pretrained(job.model_dir)
     protected = resolve_protected(linear_names(model), job.ignore) if job.ignore else []
     sq_skip = smoothquant_skip([n for n, _ in model.named_modules()], protected)
-    recipe, recipe_text = render_recipe(job.recipe, job.ignore, job.sparsity, job.recipes_dir,
-                                        extra_ignore={"SmoothQuantModifier": sq_skip} if sq_skip else None)
-    info = recipe_info(recipe)
+    recipe, recipe_text = job.render({"SmoothQuantModifier": sq_skip} if sq_skip else None)
+    info = job.info(recipe)
     kwargs: dict[str, Any] = {}
     calib_info: dict[str, Any] = {"used": False, "reason": "data-free recipe (round-to-nearest)"}
     if info.needs_calibration:
@@ -97,10 +98,9 @@ def _own(quantize: Callable[[Job, dict[str, Any], list[str], Path], dict[str, An
 
     def compress(job: Job, out: Path) -> Compressed:
         from .calibration import load_texts, sample_texts
-        from .recipes import recipe_backend, render_recipe
 
-        recipe, recipe_text = render_recipe(job.recipe, job.ignore, job.sparsity, job.recipes_dir)
-        backend = recipe_backend(recipe)
+        recipe, recipe_text = job.render(None)
+        backend = recipe["backend"]
         settings = recipe[backend]
         calibration = job.calibration
         texts, origin = load_texts(calibration, job.model_dir)

@@ -15,7 +15,7 @@ from .. import io
 from .backends import BACKENDS, Job
 from .calibration import validate_spec
 from .inspect import size_on_disk, verify_protected, weight_stats
-from .recipes import load_recipe, recipe_backend, recipe_info
+from .recipes import load_recipe, recipe_backend, recipe_info, render_recipe
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,10 @@ def compress_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, 
     ``seed``: torch's global seed for the run. Returns the figures for meta.json (the caller writes it)."""
     import torch
 
-    job = Job(Path(model_dir), recipe, list(ignore or []), sparsity,
-              validate_spec({"seed": seed, **dict(calibration)}), seed, recipes_dir)
+    ignore = list(ignore or [])
+    job = Job(Path(model_dir), recipe, ignore, sparsity, validate_spec({"seed": seed, **dict(calibration)}), seed,
+              render=lambda extra_ignore: render_recipe(recipe, ignore, sparsity, recipes_dir, extra_ignore=extra_ignore),
+              info=recipe_info)
     backend = BACKENDS[recipe_backend(load_recipe(recipe, recipes_dir))]
     torch.manual_seed(seed)
     t0 = time.perf_counter()

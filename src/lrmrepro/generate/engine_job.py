@@ -21,7 +21,7 @@ is not true of this machine (``lrmrepro.hardware.check``), before any model is l
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from .. import hardware as hw
@@ -134,15 +134,32 @@ def generate_all(job: Job, prepared: Sequence[PreparedRun], generate: Callable[[
                    code=code, wall_seconds=t.seconds, detected_hardware=detected, **summary, **figures)
 
 
-def run_transformers_engine(model_dir: str, specs: Sequence[Mapping[str, Any]], *, code: str | None,
-                            log: logging.Logger) -> None:
-    from .transformers_backend import TransformersGenerator
+@dataclass
+class OpenEngine:
+    """An engine loaded for a job (what an engine module's ``open_engine`` returns): the job's runs with their
+    prompts, ``generate(prepared_run)`` writing one run's table and returning its figures for meta.json, ``close``
+    (stop workers), and what meta.json's config slice records of the engine's options."""
+
+    prepared: list[PreparedRun]
+    generate: Callable[[PreparedRun], dict[str, Any]]
+    close: Callable[[], None] = lambda: None
+    extra_config: dict[str, Any] = field(default_factory=dict)
+
+
+def run_engine(model_dir: str, specs: Sequence[Mapping[str, Any]], *, code: str | None, log: logging.Logger,
+               options: Mapping[str, Any] | None = None) -> None:
+    """The one entry point of every engine job: check the job (one engine, a hardware label true of this machine)
+    before anything loads, open the engine that serves its backend (:data:`lrmrepro.generate.engines.ENGINES`; its
+    options, then ``options`` over them), generate every run, close it."""
+    import importlib
+
+    from .engines import engine_of
 
     job = check_job(specs)
-    gen = TransformersGenerator(model_dir, precision=job.engine.precision, parallel=job.engine.parallel)
-
-    def generate(item: PreparedRun) -> dict[str, Any]:
-        return gen.generate_table(item.prompts, item.ids, batch_size=item.spec.run.batch_size,
-                                  decoding=item.spec.decoding, output=item.spec.output, progress=False, code=code)
-
-    generate_all(job, prepare(job, gen.tokenizer), generate, code=code, log=log)
+    kind = engine_of(job.engine.backend)
+    opened = importlib.import_module(kind.module).open_engine(
+        model_dir, job, code=code, options={**kind.backends[job.engine.backend], **(options or {})}, log=log)
+    try:
+        generate_all(job, opened.prepared, opened.generate, code=code, log=log, extra_config=opened.extra_config)
+    finally:
+        opened.close()

@@ -3,9 +3,8 @@ the grid, so that a wrong CUDA build, a missing LayerCast plugin, an unsupported
 label that is not true of the node is found in minutes, not when each of a grid's engine jobs starts.
 
 A preflight job loads a model of the study (its uncompressed checkpoint) and generates a few tokens for two items of
-one of its tasks through the same entry points as the real engine jobs (``engine_job.run_transformers_engine``,
-``vllm_cli.main``: hardware check before the model loads, LayerCast, the batch-invariant flag, tensor parallelism),
-then writes ``results/preflight/<backend>/<precision>/p<parallel>/<hardware>.json``: status, what it generated, and
+one of its tasks through the same entry point as the real engine jobs (``engine_job.run_engine``: hardware check
+before the model loads, LayerCast, the batch-invariant flag, tensor parallelism), then writes ``results/preflight/<backend>/<precision>/p<parallel>/<hardware>.json``: status, what it generated, and
 the detected environment (package versions, torch's CUDA runtime, device, driver, detected hardware label).
 
 The grid's engine jobs of a hardware label that needs a preflight (``preflight.required``: ``gpu`` = GPU labels,
@@ -86,7 +85,7 @@ def report(point: dict[str, Any], spec: dict[str, Any], seconds: float) -> dict[
     import polars as pl
 
     from .. import io
-    from ..stats.pooling import run_environment
+    from ..provenance import run_environment
 
     meta = io.read_json(spec["meta"])
     gens = pl.read_parquet(spec["output"], columns=["id", "output_length"])
@@ -96,8 +95,7 @@ def report(point: dict[str, Any], spec: dict[str, Any], seconds: float) -> dict[
             "environment": run_environment(meta), "packages": meta["packages"], "hardware": meta["hardware"]}
 
 
-def run(model_dir: str | Path, point: dict[str, Any], out: str | Path, *, log: logging.Logger,
-        vllm_log: str | None = None) -> dict[str, Any]:
+def run(model_dir: str | Path, point: dict[str, Any], out: str | Path, *, log: logging.Logger) -> dict[str, Any]:
     """Run the preflight of ``point`` with the model at ``model_dir``; write ``out`` (JSON) when it passes."""
     from .. import io
 
@@ -106,21 +104,11 @@ def run(model_dir: str | Path, point: dict[str, Any], out: str | Path, *, log: l
     shutil.rmtree(workdir, ignore_errors=True)  # a preflight never resumes: it is the check that a job can start
     spec = job_spec(point, workdir)
     t0 = time.perf_counter()
-    if point["backend"] == "transformers":
-        from .engine_job import run_transformers_engine
+    from .engine_job import run_engine
 
-        run_transformers_engine(str(model_dir), spec, code=None, log=log)
-    else:
-        from . import vllm_cli
-
-        job = workdir / "job.json"
-        job.write_text(json.dumps(spec))
-        argv = ["--model", str(model_dir), "--job", f"@{job}", "--log", vllm_log or str(workdir / "vllm.log")]
-        if point["backend"] == "vllm_batch_invariant":
-            argv.append("--batch-invariant")
-        if point.get("enforce_eager") is not None:
-            argv += ["--enforce-eager", str(point["enforce_eager"]).lower()]
-        vllm_cli.main(argv)
+    options = {} if point.get("enforce_eager") is None else {
+        "enforce_eager": {"auto": None, "true": True, "false": False}[str(point["enforce_eager"]).lower()]}
+    run_engine(str(model_dir), spec, code=None, log=log, options=options)
     result = report(point, spec[0], time.perf_counter() - t0)
     io.write_json(result, out)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -138,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=[logging.FileHandler(args.log), logging.StreamHandler(sys.stderr)])
-    run(args.model, json.loads(args.spec), args.out, log=logging.getLogger("preflight"), vllm_log=args.log)
+    run(args.model, json.loads(args.spec), args.out, log=logging.getLogger("preflight"))
     return 0
 
 

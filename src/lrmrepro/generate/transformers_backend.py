@@ -15,9 +15,10 @@ fp32), so the values are identical (tested; ``benchmarks/generation_memory.py`` 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from transformers import AutoTokenizer
@@ -149,6 +150,8 @@ class TransformersGenerator:
 
         Finished chunks of an interrupted run are kept (``ChunkStore``) and skipped on a rerun with the same run
         and the same ``code`` (the generate rule's code fingerprint)."""
+        if len(prompts) != len(ids):
+            raise ValueError("prompts and ids differ in length")
         torch.set_num_threads(self.parallel)
         key = store_key(self.model_dir, prompts, ids, backend="transformers", precision=self.precision,
                         parallel=self.parallel, batch_size=batch_size, decoding=decoding, device=self.device)
@@ -175,23 +178,16 @@ class TransformersGenerator:
         }
 
 
-def generate_table(
-    model_dir: str | Path,
-    prompts: Sequence[str],
-    ids: Sequence[str],
-    *,
-    precision: str,
-    parallel: int,
-    batch_size: int,
-    decoding: Decoding,
-    output: str | Path,
-    progress: bool = True,
-    device: str | None = None,
-    code: str | None = None,
-) -> dict[str, Any]:
-    """Load the model and generate one table (:meth:`TransformersGenerator.generate_table`)."""
-    if len(prompts) != len(ids):
-        raise ValueError("prompts and ids differ in length")
-    gen = TransformersGenerator(model_dir, precision=precision, parallel=parallel, device=device)
-    return gen.generate_table(prompts, ids, batch_size=batch_size, decoding=decoding, output=output,
-                              progress=progress, code=code)
+def open_engine(model_dir: str, job: Any, *, code: str | None, options: Mapping[str, Any],
+                log: logging.Logger) -> Any:
+    """The transformers engine of a job (:func:`lrmrepro.generate.engine_job.run_engine`): the model loaded once,
+    each task prompted once."""
+    from .engine_job import OpenEngine, prepare
+
+    gen = TransformersGenerator(model_dir, precision=job.engine.precision, parallel=job.engine.parallel)
+
+    def generate(item: Any) -> dict[str, Any]:
+        return gen.generate_table(item.prompts, item.ids, batch_size=item.spec.run.batch_size,
+                                  decoding=item.spec.decoding, output=item.spec.output, progress=False, code=code)
+
+    return OpenEngine(prepare(job, gen.tokenizer), generate)

@@ -31,7 +31,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import common
 from .common import TOP_K, Decoding, chunk_seed
@@ -243,41 +243,32 @@ class VllmGenerator:
             self.llm = None
 
 
-def generate_table(
-    model_dir: str | Path,
-    prompts: Sequence[str],
-    ids: Sequence[str],
-    *,
-    precision: str,
-    parallel: int,
-    batch_size: int,
-    decoding: Decoding,
-    output: str | Path,
-    progress: bool = True,
-    batch_invariant: bool = False,
-    enforce_eager: bool | None = None,
-    cache_root: str | Path | None = None,
-    code: str | None = None,
-) -> dict[str, Any]:
-    """Generate for all prompts with vLLM and write ``output`` (generations parquet). Returns figures for meta.json.
-
-    Same signature as ``transformers_backend.generate_table`` plus vLLM options. ``parallel``: tensor-parallel
-    size. ``enforce_eager``: None = eager on CPU (engine start ~25 s instead of ~55 s), CUDA graphs on GPU.
-    Finished chunks of an interrupted run are skipped on rerun (``ChunkStore``). Raises ``UnsupportedRun`` before
-    loading anything when the combination cannot run."""
-    if len(prompts) != len(ids):
-        raise ValueError("prompts and ids differ in length")
+def open_engine(model_dir: str, job: Any, *, code: str | None, options: Mapping[str, Any],
+                log: logging.Logger) -> Any:
+    """The vLLM engine of a job (:func:`lrmrepro.generate.engine_job.run_engine`): each task's prompts built and
+    tokenized once, for the engine's ``max_model_len`` and for generation alike; one engine for every run (their
+    decodings may differ only in ``max_new_tokens``). ``options``: ``batch_invariant`` (VLLM_BATCH_INVARIANT=1),
+    ``enforce_eager`` (None: eager on CPU, compiled + CUDA graphs on GPU)."""
     from transformers import AutoTokenizer
 
+    from .engine_job import OpenEngine, prepare
+
+    decodings = [spec.decoding for spec in job.runs]
+    if len({(d.n, d.seed, d.temperature, d.top_p) for d in decodings}) != 1:
+        raise SystemExit("runs sharing one engine must share decoding n, seed, temperature and top_p")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    encoded = encode(tokenizer, prompts)
-    gen = VllmGenerator(model_dir, precision=precision, parallel=parallel, max_batch_size=batch_size, n=decoding.n,
-                        seed=decoding.seed,
-                        max_model_len=needed_model_len(model_dir, [len(e) for e in encoded], decoding.max_new_tokens),
-                        batch_invariant=batch_invariant, enforce_eager=enforce_eager, cache_root=cache_root,
-                        tokenizer=tokenizer)
-    try:
-        return gen.generate_table(prompts, ids, batch_size=batch_size, decoding=decoding, output=output,
-                                  progress=progress, code=code, encoded=encoded)
-    finally:
-        gen.close()
+    prepared = prepare(job, tokenizer, encode=lambda prompts: encode(tokenizer, prompts))  # tokenized once
+    max_len = max(needed_model_len(model_dir, [len(t) for t in item.token_ids], item.spec.decoding.max_new_tokens)
+                  for item in prepared)
+    batch_invariant = bool(options.get("batch_invariant"))
+    gen = VllmGenerator(model_dir, precision=job.engine.precision, parallel=job.engine.parallel,
+                        max_batch_size=job.max_batch_size, n=decodings[0].n, seed=decodings[0].seed,
+                        max_model_len=max_len, batch_invariant=batch_invariant,
+                        enforce_eager=options.get("enforce_eager"), tokenizer=tokenizer)
+
+    def generate(item: Any) -> dict[str, Any]:
+        return gen.generate_table(item.prompts, item.ids, batch_size=item.spec.run.batch_size,
+                                  decoding=item.spec.decoding, output=item.spec.output, progress=False, code=code,
+                                  encoded=item.token_ids)
+
+    return OpenEngine(prepared, generate, gen.close, {"batch_invariant": batch_invariant})

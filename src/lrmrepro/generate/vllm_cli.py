@@ -10,8 +10,8 @@ vLLM starts its engine and workers with `spawn`, which re-imports the main modul
 
 A run spec is ``{"run": {labels}, "tasks_parquet", "prompt_style", "decoding", "output", "meta"}`` (see
 ``engine_job``, which turns the specs into a ``Job`` of ``Run`` / ``Engine`` objects); ``--job @file.json`` reads the
-list from a file. The runs must share the engine fields; their decodings may differ only in ``max_new_tokens``. Each
-task's prompts are built and tokenized once, for the engine's ``max_model_len`` and for generation alike.
+list from a file. A thin command line: the job is ``engine_job.run_engine``, the engine
+``vllm_backend.open_engine``.
 """
 
 import argparse
@@ -43,37 +43,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=[logging.FileHandler(args.log), logging.StreamHandler(sys.stderr)])
-    log = logging.getLogger("generate_vllm")
+    from .engine_job import run_engine
 
-    from transformers import AutoTokenizer
-
-    from .engine_job import PreparedRun, check_job, generate_all, prepare
-    from .vllm_backend import VllmGenerator, encode
-    from .vllm_engine import needed_model_len
-
-    job = check_job(load_job(args.job))  # the JSON specs become Run / Engine objects here, once
-    decodings = [spec.decoding for spec in job.runs]
-    if len({(d.n, d.seed, d.temperature, d.top_p) for d in decodings}) != 1:
-        raise SystemExit("runs sharing one engine must share decoding n, seed, temperature and top_p")
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    prepared = prepare(job, tokenizer, encode=lambda prompts: encode(tokenizer, prompts))  # tokenized once
-    max_len = max(needed_model_len(args.model, [len(t) for t in item.token_ids], item.spec.decoding.max_new_tokens)
-                  for item in prepared)
-    eager = {"auto": None, "true": True, "false": False}[args.enforce_eager]
-    gen = VllmGenerator(args.model, precision=job.engine.precision, parallel=job.engine.parallel,
-                        max_batch_size=job.max_batch_size, n=decodings[0].n, seed=decodings[0].seed,
-                        max_model_len=max_len, batch_invariant=args.batch_invariant, enforce_eager=eager,
-                        tokenizer=tokenizer)
-    try:
-        def generate(item: PreparedRun) -> dict:
-            return gen.generate_table(item.prompts, item.ids, batch_size=item.spec.run.batch_size,
-                                      decoding=item.spec.decoding, output=item.spec.output, progress=False,
-                                      code=args.code, encoded=item.token_ids)
-
-        generate_all(job, prepared, generate, code=args.code, log=log,
-                     extra_config={"batch_invariant": args.batch_invariant})
-    finally:
-        gen.close()
+    options = {"enforce_eager": {"auto": None, "true": True, "false": False}[args.enforce_eager]}
+    if args.batch_invariant:
+        options["batch_invariant"] = True
+    run_engine(args.model, load_job(args.job), code=args.code, log=logging.getLogger("generate_vllm"), options=options)
     return 0
 
 

