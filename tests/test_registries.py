@@ -200,3 +200,30 @@ def test_unknown_generator_or_benchmark_names_the_key_and_the_records(cfg, task,
     with pytest.raises(ConfigError) as err:
         validate_config(bad)
     assert key in str(err.value) and f"allowed values: {allowed}" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------ one place each
+def test_adding_a_task_an_engine_or_a_compression_backend_is_one_entry(monkeypatch, tmp_path, cfg):
+    """docs/architecture.md, "Adding a task, an engine, a compression backend, a metric": each is one entry of its
+    own table, and the schema, the configuration check and the recipe loader know it from there."""
+    from lrmrepro.compress import backends, recipes
+    from lrmrepro.generate import engines
+
+    # a task: a generator record
+    monkeypatch.setitem(synthetic.GENERATORS, "algebra",
+                        dataclasses.replace(synthetic.GENERATORS["arith"], name="algebra", like="an algebra task"))
+    cfg["tasks"]["algebra"] = {"source": "synthetic", "generator": "algebra"}
+    assert validate_config(cfg)["tasks"]["algebra"]["prompt_style"] == "chat_boxed"
+    # an engine: an entry of the engines' table (its module implements open_engine)
+    monkeypatch.setitem(engines.ENGINES, "llamacpp", engines.EngineKind(
+        "llamacpp", "lrmrepro.generate.llamacpp_backend", {"llamacpp": {}}, environment="llamacpp",
+        cli="lrmrepro.generate.llamacpp_cli"))
+    experiment = load_schema()["properties"]["experiments"]["additionalProperties"]["properties"]
+    assert "llamacpp" in experiment["backend"]["enum"] and engines.engine_of("llamacpp").environment == "llamacpp"
+    # a compression backend: an entry of the backends' table; a recipe naming it loads
+    monkeypatch.setitem(backends.BACKENDS, "hqq", backends.CompressionBackend("hqq", None, "HQQ", lambda job, out: None))
+    (tmp_path / "hqq_w4.yaml").write_text("backend: hqq\nhqq: {bits: 4}\n")
+    assert recipes.recipe_backend(recipes.load_recipe("hqq_w4", tmp_path)) == "hqq"
+    with pytest.raises(ValueError, match="allowed values: anyq, gptqmodel, hqq"):
+        (tmp_path / "bad.yaml").write_text("backend: nope\nnope: {}\n")
+        recipes.load_recipe("bad", tmp_path)

@@ -2,7 +2,7 @@
 
 Each name is defined once, in code, beside what it names: the synthetic generators' and benchmarks' records
 (:mod:`lrmrepro.tasks`), prompt styles (:mod:`lrmrepro.prompts`), precisions (:mod:`lrmrepro.precision`),
-generation backends (:mod:`lrmrepro.runs`), compression methods (:mod:`lrmrepro.compressions`). The schema
+generation backends (the engines' table, :mod:`lrmrepro.generate.engines`), compression methods (:mod:`lrmrepro.compressions`). The schema
 (``schemas/config.schema.yaml``) names the registry of a field with ``x-registry: <name>`` instead of listing the
 names; :func:`fill_enums` (called by :func:`lrmrepro.config.load_schema`) writes the ``enum`` there. So adding a task,
 a prompt style or an engine is an edit of its own module, and a config naming something unknown is refused with the
@@ -39,9 +39,9 @@ def _precisions() -> tuple[str, ...]:
 
 
 def _backends() -> tuple[str, ...]:
-    from .runs import BACKENDS
+    from .generate.engines import ENGINES
 
-    return tuple(BACKENDS)
+    return tuple(b for e in ENGINES.values() for b in e.backends)
 
 
 def _compression_methods() -> tuple[str, ...]:

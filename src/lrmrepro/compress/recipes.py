@@ -64,8 +64,9 @@ def load_recipe(name: str, directory: str | os.PathLike | None = None) -> dict[s
         raise ValueError(f"recipe {path}: expected a mapping of stages, got {type(data).__name__}")
     if "backend" in data:
         backend = data["backend"]
-        if backend not in BACKENDS[1:]:
-            raise ValueError(f"recipe {path}: backend {backend!r} is not allowed; allowed values: {', '.join(BACKENDS[1:])}"
+        own = list(_BACKEND_TABLE)[1:]  # the package's own backends (the first, llm-compressor, has no key)
+        if backend not in own:
+            raise ValueError(f"recipe {path}: backend {backend!r} is not allowed; allowed values: {', '.join(own)}"
                              " (or no backend key: an llm-compressor recipe)")
         if set(data) != {"backend", backend} or not isinstance(data[backend], dict):
             raise ValueError(f"recipe {path}: a {backend} recipe is {{backend: {backend}, {backend}: {{settings}}}}")
