@@ -1,3 +1,5 @@
+import io
+
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -85,8 +87,10 @@ def test_batch_composition_does_not_change_fp32_greedy_tokens_much(tiny_trained_
 def _seed_partial_chunk(model, texts, ids, dec, out, full, code):
     """What an interrupted run leaves behind: chunk 0 finished in the store, marked so a rerun shows whether it was
     reused."""
+    from lrmrepro.generate.transformers_backend import engine_versions
+
     key = store_key(model, texts, ids, backend="transformers", precision="fp32", parallel=1, batch_size=2,
-                    decoding=dec, device="cpu")
+                    decoding=dec, device="cpu", **engine_versions())
     rows = full.filter(pl.col("chunk_idx") == 0).with_columns(pl.lit("FROM-PARTIAL").alias("text")).to_dicts()
     ChunkStore(out, key, code=code).write(0, rows)
 
@@ -256,3 +260,58 @@ def test_topk_recorder_writes_every_step_into_buffers_allocated_once():
     assert torch.equal(ids, want_ids) and torch.equal(lps, want_lp)
     with pytest.raises(ValueError, match="recorded 5"):
         rec.stacked(6)
+
+
+# ------------------------------------------------------------------------------------------------ generation cache
+def test_the_cache_keeps_finished_tables_and_chunks_out_of_the_outputs(tiny_trained_model, tmp_path):
+    """With a cache, a finished run's table is kept there: the output deleted (what Snakemake does to every output
+    of a failed job) is copied back without generating; a run killed mid-way resumes its chunks from the cache; the
+    key changes with the code fingerprint. The tool lists and prunes entries."""
+    from lrmrepro.generate import cache as gcache
+
+    texts = [f"Q{i}: what is {i} + {i}?" for i in range(5)]
+    ids = [f"q{i}" for i in range(5)]
+    dec = Decoding(max_new_tokens=4)
+    cache = tmp_path / "cache"
+    gen = TransformersGenerator(tiny_trained_model, precision="fp32", parallel=1)
+    out = tmp_path / "run" / "generations.parquet"
+    first = gen.generate_table(texts, ids, batch_size=2, decoding=dec, output=out, progress=False, code="c1",
+                               cache=cache)
+    assert first["cache"] == "miss" and first["resumed_chunks"] == 0 and first["generated_tokens"] > 0
+    table = out.read_bytes()
+    assert not list(out.parent.glob(".*partial*"))  # nothing beside the output
+    out.unlink()
+    again = gen.generate_table(texts, ids, batch_size=2, decoding=dec, output=out, progress=False, code="c1",
+                               cache=cache)
+    assert again["cache"] == "hit" and again["tokens_this_attempt"] == 0 and again["generation_seconds"] == 0.0
+    assert pl.read_parquet(out).equals(pl.read_parquet(io.BytesIO(table)))
+    # another code fingerprint: another key, generated anew; another batch size too (a grown grid's new run)
+    assert gen.generate_table(texts, ids, batch_size=2, decoding=dec, output=out, progress=False, code="c2",
+                              cache=cache)["cache"] == "miss"
+    assert gen.generate_table(texts, ids, batch_size=3, decoding=dec, output=out, progress=False, code="c1",
+                              cache=cache)["cache"] == "miss"
+    listed = gcache.entries(cache)
+    assert len(listed) == 3 and all(e["finished"] and e["chunks"] == 0 for e in listed)
+    # a run killed after its first chunk: the chunk is in the cache, the rerun resumes it
+    calls = []
+    real = gen.model.generate
+
+    def dies_after_one_chunk(*a, **kw):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **kw)
+
+    gen.model.generate = dies_after_one_chunk
+    killed = tmp_path / "killed" / "generations.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        gen.generate_table(texts, ids, batch_size=2, decoding=dec, output=killed, progress=False, code="c3",
+                           cache=cache)
+    gen.model.generate = real
+    assert not killed.exists() and [e["chunks"] for e in gcache.entries(cache) if not e["finished"]] == [1]
+    resumed = gen.generate_table(texts, ids, batch_size=2, decoding=dec, output=killed, progress=False, code="c3",
+                                 cache=cache)
+    assert resumed["resumed_chunks"] == 1 and resumed["cache"] == "miss"
+    assert gcache.prune(cache, unfinished=True) == []  # every entry finished now
+    assert len(gcache.prune(cache, dry_run=True)) == 4 and len(gcache.entries(cache)) == 4
+    assert len(gcache.prune(cache)) == 4 and gcache.entries(cache) == []

@@ -414,3 +414,41 @@ def test_runs_under_a_label_from_before_the_isa_are_refused_then_relabelled_with
     planned = _planned_rules(run, workflow)
     assert not [r for r in planned if r.startswith("generate") or r in ("score", "compress", "distill")], planned
     assert sorted((run / "results/generations").rglob(f"*-{label}")) == generated
+
+
+def test_a_grown_grid_and_a_failed_job_generate_only_what_is_missing(finished_run, tmp_path):
+    """The generation cache (lrmrepro.generate.cache, in the working directory's .lrmrepro-cache): a batch size added
+    to the precision grid reruns its engine jobs, which copy the finished runs' tables and generate only the new
+    runs; an engine job's outputs deleted (what Snakemake does to every output of a failed or killed job) come back
+    from the cache without generating."""
+    import yaml
+
+    workflow, _ = finished_run
+    run = _copy_run(finished_run[1], tmp_path / "run")
+    assert list((run / ".lrmrepro-cache" / "generations").glob("*/table.parquet"))
+
+    def grown(cfg):
+        cfg["experiments"]["precision_grid"]["batch_sizes"] = [2, 4, 6]
+
+    study = _study(run, "grown.yaml", grown)
+    _snakemake([f"--configfile={study}", "results/stats/precision_grid/metrics.parquet"], run, workflow)
+    grid = run / "results/generations/default/none/arith/bf16"
+    metas = {p.parent.parent.name.split("-")[2]: json.loads(p.read_text())
+             for p in grid.glob("transformers-p1-bs*/greedy/generations.meta.json")}
+    assert {bs: m["cache"] for bs, m in metas.items()} == {"bs2": "hit", "bs4": "miss", "bs6": "hit"}
+    assert metas["bs2"]["tokens_this_attempt"] == 0 and metas["bs4"]["tokens_this_attempt"] > 0
+    # every output of the fp32 engine job removed, as after a failure: all of them from the cache
+    fp32 = sorted((run / "results/generations/default/none").glob("*/fp32/transformers-p1-bs*/greedy"))
+    before = {p: (p / "generations.parquet").read_bytes() for p in fp32}
+    for p in fp32:
+        (p / "generations.parquet").unlink()
+        (p / "generations.meta.json").unlink()
+    _snakemake([f"--configfile={study}", *[str((p / "generations.parquet").relative_to(run)) for p in fp32]], run,
+               workflow)
+    for p in fp32:
+        assert json.loads((p / "generations.meta.json").read_text())["cache"] == "hit", p
+        assert (p / "generations.parquet").read_bytes() == before[p]
+    listed = subprocess.run([sys.executable, "-m", "lrmrepro.generate.cache", "list"], cwd=run, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(workflow / "src")})
+    assert listed.returncode == 0 and "finished" in listed.stdout and ".lrmrepro-cache" in listed.stdout
+    assert yaml.safe_load((run / "grown.yaml").read_text())["experiments"]["precision_grid"]["batch_sizes"] == [2, 4, 6]

@@ -23,12 +23,15 @@ def job_environment(basedir: str | Path) -> dict[str, str]:
     """Set, in this process (and so in every job Snakemake starts from it), ``PYTHONPATH`` to begin with the checkout's
     ``src/`` (jobs run the package code the code fingerprints hash, not another installed copy), and the
     interpreters of the extra environments: ``LRMREPRO_VLLM_PYTHON`` (:func:`vllm_python`) and
-    ``LRMREPRO_GPTQMODEL_PYTHON`` (``.venvs/gptqmodel``). Returns what was set."""
+    ``LRMREPRO_GPTQMODEL_PYTHON`` (``.venvs/gptqmodel``), and the generation cache, ``LRMREPRO_CACHE``
+    (``.lrmrepro-cache`` of the working directory unless set). Returns what was set."""
     src = str(Path(basedir) / "src")
     rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
     env = {"PYTHONPATH": os.pathsep.join([src, *rest]), "LRMREPRO_VLLM_PYTHON": vllm_python(basedir),
            "LRMREPRO_GPTQMODEL_PYTHON": os.environ.get("LRMREPRO_GPTQMODEL_PYTHON")
-           or str(Path(basedir) / ".venvs" / "gptqmodel" / "bin" / "python")}
+           or str(Path(basedir) / ".venvs" / "gptqmodel" / "bin" / "python"),
+           # the generation cache (lrmrepro.generate.cache): the working directory's unless the user names one
+           "LRMREPRO_CACHE": os.environ.get("LRMREPRO_CACHE") or str(Path.cwd() / ".lrmrepro-cache")}
     os.environ.update(env)
     return env
 

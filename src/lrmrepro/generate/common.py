@@ -107,29 +107,60 @@ def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
 
 
 class ChunkStore:
-    """Finished chunks of one generation job, kept beside the output so an interrupted job resumes.
+    """Finished chunks (and, with a cache, finished tables) of one run, kept so that an interrupted, killed or grown
+    job never generates them again.
 
-    Chunks live in ``.<output name>.partial/<key>/chunk-<idx>.parquet`` where ``key`` hashes everything that
-    determines the result: the run (model, prompts, decoding, precision, runtime; ``key_material``) and the code
-    fingerprint of the generate stage (``code``). Snakemake removes the declared output of a failed job but not this
-    folder; a rerun with the same key skips the finished chunks, and a rerun after a code change (another key) starts
-    over, so one table never mixes two code versions. ``finalize`` writes the output atomically and removes the
-    folder.
+    The key hashes everything that determines the result: the run (model, prompts, decoding, precision, runtime and
+    the engine's versions; ``key_material``, the backend's ``store_key``), the code fingerprint of the generate
+    stage (``code``) and the numerics identity of this machine (:func:`lrmrepro.hardware.identity`: a job requeued on another kind of node
+    never resumes another kind's chunks). A rerun after any change (another key) starts over, so one table never
+    mixes two code versions, engines or kinds of hardware.
+
+    - Without ``cache``: chunks live in ``.<output name>.partial/<key>/`` beside the output (Snakemake removes the
+      declared output of a failed job, not this folder); ``finalize`` writes the output and removes the folder.
+    - With ``cache`` (a folder; the workflow's is ``$LRMREPRO_CACHE``, :mod:`lrmrepro.generate.cache`): chunks live
+      in ``<cache>/generations/<key>/``, and ``finalize`` also keeps the finished table there (``table.parquet``,
+      with ``key.json`` saying what it is): a job killed after some of its runs finished, or rerun because its grid
+      grew, copies those runs' tables instead of generating them (:meth:`cached`).
     """
 
-    def __init__(self, output: str | Path, key_material: Any, *, code: str | None):
+    def __init__(self, output: str | Path, key_material: Any, *, code: str | None, cache: str | Path | None = None):
+        from ..hardware import identity
+        from ..provenance import hardware
+
         self.output = Path(output)
-        material = {"run": key_material, "code": code}
+        material = {"run": key_material, "code": code, "numerics": identity(hardware())}
         key = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        self.root = self.output.parent / f".{self.output.name}.partial"
-        self.dir = self.root / key
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.iterdir():
-            if stale.is_dir() and stale.name != key:
-                shutil.rmtree(stale, ignore_errors=True)
+        self.cache = Path(cache) if cache else None
+        if self.cache is None:
+            self.root = self.output.parent / f".{self.output.name}.partial"
+            self.dir = self.root / key
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.root.iterdir():
+                if stale.is_dir() and stale.name != key:
+                    shutil.rmtree(stale, ignore_errors=True)
+        else:
+            self.root = self.cache / "generations"
+            self.dir = self.root / key
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if not (self.dir / "key.json").exists():
+                io.write_json({**material, "first_output": str(self.output)}, self.dir / "key.json")
 
     def _path(self, chunk_idx: int) -> Path:
         return self.dir / f"chunk-{chunk_idx:06d}.parquet"
+
+    @property
+    def table_path(self) -> Path:
+        return self.dir / "table.parquet"
+
+    def cached(self) -> pa.Table | None:
+        """The finished table of this key, written to the output (None: not finished before; never without a
+        cache)."""
+        if self.cache is None or not self.table_path.exists():
+            return None
+        table = pq.read_table(self.table_path, schema=GENERATION_SCHEMA)
+        io.write_parquet(table, self.output)
+        return table
 
     def done(self, chunk_idx: int) -> bool:
         return self._path(chunk_idx).exists()
@@ -145,8 +176,14 @@ class ChunkStore:
         if missing:
             raise RuntimeError(f"cannot finalize {self.output}: chunks {missing[:10]} not generated")
         table = pa.concat_tables([pq.read_table(self._path(i), schema=GENERATION_SCHEMA) for i in range(n_chunks)])
+        if self.cache is None:
+            io.write_parquet(table, self.output)
+            shutil.rmtree(self.root, ignore_errors=True)
+            return table
+        io.write_parquet(table, self.table_path)  # the cache's copy first: a kill after this loses nothing
         io.write_parquet(table, self.output)
-        shutil.rmtree(self.root, ignore_errors=True)
+        for i in range(n_chunks):
+            self._path(i).unlink(missing_ok=True)
         return table
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
+from .cache import FROM_ENVIRONMENT, cache_dir
 from .common import ChunkStore, chunks, throughput
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,22 @@ ChunkGenerator = Callable[[int, range, Stopwatch], Sequence[dict[str, Any]]]
 
 def generate_chunks(prompts: Sequence[str], ids: Sequence[str], *, batch_size: int, output: str | Path,
                     key: dict[str, Any], code: str | None, generate_chunk: ChunkGenerator, progress: bool = True,
-                    desc: str = "generate") -> dict[str, Any]:
+                    desc: str = "generate", cache: str | Path | None | object = FROM_ENVIRONMENT) -> dict[str, Any]:
     """Cut the prompts into consecutive chunks of ``batch_size``, generate every chunk the ``ChunkStore`` of
     ``output`` (``key``: the backend's ``store_key``; ``code``: the rule's code fingerprint) does not hold yet, write
-    ``output`` and return the loop's figures for meta.json (chunks, resumed chunks, generation seconds, throughput)."""
+    ``output`` and return the loop's figures for meta.json (chunks, resumed chunks, generation seconds, throughput).
+    ``cache``: the generation cache's folder (default: ``$LRMREPRO_CACHE``, which the workflow sets; unset: chunks
+    beside the output, no finished tables kept); a run whose finished table is there is copied, not generated."""
     if len(prompts) != len(ids):
         raise ValueError("prompts and ids differ in length")
     spans = chunks(len(prompts), batch_size)
-    store = ChunkStore(output, key, code=code)
+    store = ChunkStore(output, key, code=code, cache=cache_dir() if cache is FROM_ENVIRONMENT else cache)
+    cached = store.cached()
+    if cached is not None:
+        log.info("%s: the finished table is in the generation cache (%s): copied, nothing generated", output,
+                 store.dir)
+        return {"n_prompts": len(prompts), "n_chunks": len(spans), "resumed_chunks": len(spans),
+                "generation_seconds": 0.0, "cache": "hit", **throughput(cached, [], 0.0)}
     resumed = store.finished_chunks()
     if resumed:
         log.info("resuming: %d of %d chunks already generated", len(resumed), len(spans))
@@ -70,5 +79,6 @@ def generate_chunks(prompts: Sequence[str], ids: Sequence[str], *, batch_size: i
         "n_chunks": len(spans),
         "resumed_chunks": len(resumed),
         "generation_seconds": clock.seconds,
+        "cache": "miss" if store.cache is not None else "off",
         **throughput(table, output_lengths, clock.seconds),
     }

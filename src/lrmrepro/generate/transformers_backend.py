@@ -25,6 +25,7 @@ from transformers import AutoTokenizer
 
 from ..layercast import load_model
 from .common import TOP_K, Decoding, chunk_seed, store_key
+from .cache import FROM_ENVIRONMENT
 from .loop import Stopwatch, generate_chunks
 
 
@@ -126,6 +127,13 @@ def load(model_dir: str | Path, precision: str, device: str = "cpu"):
     return model, tokenizer
 
 
+def engine_versions() -> dict[str, str]:
+    """The versions that change what this engine computes (part of every resume and cache key)."""
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
 class TransformersGenerator:
     """One loaded model for one (model, precision, threads, device): ``generate_table`` may be called for several
     prompt sets (every task of a grid point) and batch sizes without reloading the model, with the same results as
@@ -145,16 +153,19 @@ class TransformersGenerator:
         self.load_seconds = time.perf_counter() - t0
 
     def generate_table(self, prompts: Sequence[str], ids: Sequence[str], *, batch_size: int, decoding: Decoding,
-                       output: str | Path, progress: bool = True, code: str | None = None) -> dict[str, Any]:
+                       output: str | Path, progress: bool = True, code: str | None = None,
+                       cache: Any = FROM_ENVIRONMENT) -> dict[str, Any]:
         """Generate for all prompts and write ``output`` (generations parquet). Returns figures for ``meta.json``.
 
         Finished chunks of an interrupted run are kept (``ChunkStore``) and skipped on a rerun with the same run
-        and the same ``code`` (the generate rule's code fingerprint)."""
+        and the same ``code`` (the generate rule's code fingerprint); ``cache``: the generation cache
+        (:mod:`lrmrepro.generate.cache`; default ``$LRMREPRO_CACHE``)."""
         if len(prompts) != len(ids):
             raise ValueError("prompts and ids differ in length")
         torch.set_num_threads(self.parallel)
         key = store_key(self.model_dir, prompts, ids, backend="transformers", precision=self.precision,
-                        parallel=self.parallel, batch_size=batch_size, decoding=decoding, device=self.device)
+                        parallel=self.parallel, batch_size=batch_size, decoding=decoding, device=self.device,
+                        **engine_versions())
         device = torch.device(self.device)
 
         def generate_chunk(chunk_idx: int, span: range, clock: Stopwatch) -> list[dict[str, Any]]:
@@ -167,7 +178,7 @@ class TransformersGenerator:
                          self.tokenizer.eos_token_id, self.tokenizer)
 
         figures = generate_chunks(prompts, ids, batch_size=batch_size, output=output, key=key, code=code,
-                                  generate_chunk=generate_chunk, progress=progress,
+                                  generate_chunk=generate_chunk, progress=progress, cache=cache,
                                   desc=f"generate {self.precision} bs{batch_size} p{self.parallel}")
         return {
             "backend": "transformers",

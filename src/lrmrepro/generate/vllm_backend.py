@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 
 from . import common
 from .common import TOP_K, Decoding, chunk_seed
+from .cache import FROM_ENVIRONMENT
 from .loop import Stopwatch, generate_chunks
 from .vllm_engine import detect_device, engine_kwargs, gpu_info, needed_model_len, prepare_environment, \
     register_layercast
@@ -198,7 +199,7 @@ class VllmGenerator:
 
     def generate_table(self, prompts: Sequence[str], ids: Sequence[str], *, batch_size: int, decoding: Decoding,
                        output: str | Path, progress: bool = True, code: str | None = None,
-                       encoded: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
+                       encoded: Sequence[Sequence[int]] | None = None, cache: Any = FROM_ENVIRONMENT) -> dict[str, Any]:
         """Generate for all prompts and write ``output``; finished chunks of an interrupted run with the same key and
         ``code`` (the generate rule's code fingerprint) are skipped. ``encoded``: the prompts' token ids, where the
         caller has them already (``encode``); else the prompts are tokenized here."""
@@ -230,7 +231,7 @@ class VllmGenerator:
                                      self.tokenizer)
 
         figures = generate_chunks(prompts, ids, batch_size=batch_size, output=output, key=key, code=code,
-                                  generate_chunk=generate_chunk, progress=progress,
+                                  generate_chunk=generate_chunk, progress=progress, cache=cache,
                                   desc=f"vllm {self.precision} bs{batch_size} tp{self.parallel}")
         return {**self.engine_meta(), **figures}
 
