@@ -104,10 +104,13 @@ def models_with_source(*sources):
 
 def embedded_model_files(wildcards):
     """The shipped files of the embedded default model (inputs: a changed file reruns the install, which then
-    refuses it by its sha256)."""
+    refuses it by its sha256), relative to the working directory: a checkout moved with its results keeps the same
+    input paths, so Snakemake's input trigger does not rerun the install and everything after it."""
+    import os
+
     from lrmrepro.models.embedded import shipped_files
 
-    return [str(p) for p in shipped_files()]
+    return [os.path.relpath(p) for p in shipped_files()]
 
 
 def model_spec(wildcards):

@@ -452,3 +452,14 @@ def test_a_grown_grid_and_a_failed_job_generate_only_what_is_missing(finished_ru
                             text=True, env={**os.environ, "PYTHONPATH": str(workflow / "src")})
     assert listed.returncode == 0 and "finished" in listed.stdout and ".lrmrepro-cache" in listed.stdout
     assert yaml.safe_load((run / "grown.yaml").read_text())["experiments"]["precision_grid"]["batch_sizes"] == [2, 4, 6]
+
+
+def test_a_checkout_moved_with_its_results_has_nothing_to_do(finished_run, tmp_path):
+    """No absolute path in a recorded input, param or log name: the workflow and its finished run moved together
+    to another folder dry-run to "Nothing to be done" (the embedded model's inputs are relative to the working
+    directory)."""
+    workflow, run = finished_run
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(workflow.parent, moved, symlinks=True)
+    out = _snakemake(["-n"], moved / run.name, moved / workflow.name).stdout
+    assert "Nothing to be done" in out, out[-3000:]
