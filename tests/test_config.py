@@ -161,6 +161,7 @@ def test_unknown_compression_in_protection_figure_is_refused(cfg, key, value):
 def test_missing_benchmark_path_is_refused_naming_the_key(cfg, tmp_path):
     cfg["tasks"]["gsm8k"] = {"source": "benchmark", "path": "data/nowhere.jsonl", "n": 3}
     cfg["experiments"]["compression"]["tasks"].append("gsm8k")
+    cfg["experiments"]["precision_grid"]["tasks"].append("gsm8k")  # its noise grid has the task too
     with pytest.raises(ConfigError) as err:
         validate_config(cfg, workdir=tmp_path)
     msg = str(err.value)
@@ -235,3 +236,22 @@ def test_noise_from_must_name_a_stats_experiment(cfg):
         validate_config(cfg)
     cfg["experiments"]["compression"]["noise_from"] = "precision_grid"
     assert validate_config(cfg)["statistics"]["bootstrap_resamples"] == 1000
+
+
+def test_statistics_over_one_runtime_configuration_are_refused(cfg):
+    cfg["experiments"]["precision_grid"].update(batch_sizes=[16], parallel=[1], hardware=["auto"])
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "config key experiments.precision_grid.stats: true" in msg and "one runtime configuration" in msg
+    assert "batch_sizes [16]" in msg and "stats: false" in msg
+
+
+def test_a_noise_grid_without_the_experiments_tasks_is_refused(cfg):
+    cfg["experiments"]["precision_grid"]["tasks"] = ["arith"]
+    cfg["experiments"].pop("compressed_runtime_grid", None)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "config key experiments.compression.noise_from: 'precision_grid' has no runs of task(s)" in msg
+    assert "logic" in msg and "timeline" in msg

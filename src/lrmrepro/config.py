@@ -198,6 +198,21 @@ def _check_references(config: dict) -> None:
             if noise not in stats_exps:
                 raise ConfigError(f"config key experiments.{ename}.noise_from: {noise!r} is not an experiment with "
                                   f"stats: true; allowed values: {', '.join(stats_exps) or '(none)'}")
+            missing = [t for t in exp["tasks"] if t not in config["experiments"][noise]["tasks"]]
+            if missing:
+                raise ConfigError(
+                    f"config key experiments.{ename}.noise_from: {noise!r} has no runs of task(s) {', '.join(missing)} "
+                    f"of this experiment (its tasks: {', '.join(config['experiments'][noise]['tasks'])}), so their "
+                    "runtime noise would be missing from the compression table; add them to that grid, or pick "
+                    "another noise_from")
+        if exp["stats"]:
+            sizes = {k: len(exp[k]) for k in ("parallel", "batch_sizes", "hardware")}
+            if all(n == 1 for n in sizes.values()):
+                raise ConfigError(
+                    f"config key experiments.{ename}.stats: true, but its grid has one runtime configuration "
+                    f"(parallel {exp['parallel']}, batch_sizes {exp['batch_sizes']}, hardware {exp['hardware']}): "
+                    "the nondeterminism statistics compare two or more (every std would be NaN); add a batch size, a "
+                    "parallel size or a hardware label, or set stats: false")
         for dname in exp["decoding"]:
             d = config["decoding"][dname]
             if is_greedy(d["temperature"]) and d["n"] != 1:
