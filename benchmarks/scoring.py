@@ -11,6 +11,10 @@ Two sets, scored under the default (strict) truncation policy:
   ``**Final Answer:** $a/b$``, untagged (no think tags, ``**Answer:** $\boxed{a/b}$``), truncated inside the
   reasoning (finish_reason length; no answer under the strict policy).
 
+``hostile``: outputs written to stall or crash a scorer (a 5,000-digit boxed integer, 50,000 unit words before the
+number, 20,000 nested boxes), each scored in every answer format; goal: each under 0.5 s (before the fix: the
+first raised, the second took 44.6 s, the third 1.3 s and 1.57 GB).
+
 Usage: python benchmarks/scoring.py [N]   (default 10000)
 """
 
@@ -97,5 +101,28 @@ def main(n: int = 10_000) -> None:
           f"(accuracy {correct / m:.3f})")
 
 
+HOSTILE = {
+    "5,000-digit integer": r"Thinking... \boxed{" + "7" * 5000 + "}",
+    "50,000 unit words": r"\boxed{" + "a " * 50000 + "1}",
+    "20,000 nested boxes": r"\boxed{" * 20000 + "1" + "}" * 20000,
+}
+HOSTILE_GOAL_S = 0.5
+
+
+def hostile() -> bool:
+    """Each hostile output in each answer format but ``program``: seconds, against the goal."""
+    met = True
+    for name, text in HOSTILE.items():
+        for fmt, gold in (("boxed_int", "1"), ("boxed_math", "1"), ("short_text", "Paris"), ("option_letter", "(A)"),
+                          ("tfu", "True")):
+            t0 = time.perf_counter()
+            score_text(fmt, text, gold)
+            dt = time.perf_counter() - t0
+            met &= dt < HOSTILE_GOAL_S
+            print(f"hostile {name} / {fmt}: {dt:.3f} s (goal < {HOSTILE_GOAL_S} s{'' if dt < HOSTILE_GOAL_S else ': MISSED'})")
+    return met
+
+
 if __name__ == "__main__":
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
+    hostile()

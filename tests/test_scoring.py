@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from lrmrepro.scoring import ANSWER_FORMATS, Score, score_table, score_text
-from lrmrepro.scoring.extract import boxed_contents
+from lrmrepro.scoring.extract import EXTRACTION_RULES, boxed_contents
 from lrmrepro.scoring.squad import normalize_answer, token_f1
 
 
@@ -194,3 +194,53 @@ def test_plain_number_shortcut_agrees_with_math_verify():
             plain += 1
         assert math_equal(p, g) == bool(verify(parse(f"${g}$"), parse(f"${p}$"))), (g, p)
     assert plain > 100
+
+
+# ------------------------------------------------------------------------------------------------ hostile outputs
+HOSTILE = {
+    "5,000-digit integer": r"Thinking... \boxed{" + "7" * 5000 + "}",
+    "50,000 unit words": r"\boxed{" + "a " * 50000 + "1}",
+    "20,000 nested boxes": r"\boxed{" * 20000 + "1" + "}" * 20000,
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+@pytest.mark.parametrize("fmt, gold", [("boxed_int", "1"), ("boxed_math", "1"), ("short_text", "Paris"),
+                                       ("option_letter", "(A)"), ("tfu", "True")])
+def test_what_a_model_writes_cannot_crash_or_stall_a_scorer(name, fmt, gold):
+    """Each pathological output scores (wrong here) without raising; benchmarks/scoring.py --hostile times them
+    against a goal (linear extraction, bounded nesting and digit counts, no math-verify on a loop's residue)."""
+    s = score_text(fmt, HOSTILE[name], gold)
+    assert isinstance(s, Score) and s.rule in EXTRACTION_RULES
+    if fmt in ("boxed_int", "short_text"):
+        assert not s.correct
+
+
+def test_units_digits_and_nesting_keep_real_answers():
+    from lrmrepro.scoring.formats import MAX_DIGITS, normalize_int
+
+    assert normalize_int("18 eggs") == 18 and normalize_int("18\\text{ eggs}") == 18 and normalize_int("18 dollars.") == 18
+    assert normalize_int("-3") == -3 and normalize_int("x+1") is None and normalize_int("2 apples and pears") == 2
+    assert normalize_int("9" * MAX_DIGITS) == int("9" * MAX_DIGITS) and normalize_int("9" * (MAX_DIGITS + 1)) is None
+    deep = r"\boxed{" * 60 + "42" + "}" * 60  # 60 levels are still read
+    assert boxed_contents(deep)[-1] == "42"
+
+
+def test_a_row_whose_scoring_fails_scores_wrong_names_its_item_and_the_run_goes_on(monkeypatch, caplog):
+    import lrmrepro.scoring as scoring
+
+    items = pl.DataFrame({"id": ["q0", "q1"], "gold": ["4", "5"], "aliases": [None, None],
+                          "answer_format": ["boxed_int", "boxed_int"], "metadata": ["", ""]})
+    gens = pl.DataFrame({"id": ["q0", "q1"], "sample_idx": [0, 0], "text": [r"\boxed{4}", r"\boxed{5}"]})
+    real = scoring.score_text
+
+    def flaky(fmt, text, gold, *a, **kw):
+        if gold == "5":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(fmt, text, gold, *a, **kw)
+
+    monkeypatch.setattr(scoring, "score_text", flaky)
+    with caplog.at_level("WARNING"):
+        out = score_table(items, gens)
+    assert out["correct"].to_list() == [True, False] and out["extraction_rule"].to_list() == ["boxed", "error"]
+    assert "scoring item 'q1' sample 0 failed (RecursionError" in caplog.text

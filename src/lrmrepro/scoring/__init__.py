@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from typing import Any, Sequence
 
 from .extract import EXTRACTION_RULES, POLICIES, search_segments, think_closed
 from .formats import FORMATS, Item, get_format
+
+log = logging.getLogger(__name__)
 
 #: the answer formats' names, in registry order (:data:`.formats.FORMATS`)
 ANSWER_FORMATS = tuple(FORMATS)
@@ -90,8 +93,14 @@ def score_table(items: Any, generations: Any, *, allow_weak_sandbox: bool = Fals
             meta = metas[g["id"]] = json.loads(item["metadata"]) if item["metadata"] else {}
             get_format(item["answer_format"]).check_gold(item["gold"], Item(metadata=meta))
         trunc = is_truncated(g.get("finish_reason"))
-        s = score_text(item["answer_format"], g["text"], item["gold"], item["aliases"] or (), meta,
-                       allow_weak_sandbox=allow_weak_sandbox, truncated=trunc, policy=policy, check_gold=False)
+        try:
+            s = score_text(item["answer_format"], g["text"], item["gold"], item["aliases"] or (), meta,
+                           allow_weak_sandbox=allow_weak_sandbox, truncated=trunc, policy=policy, check_gold=False)
+        except Exception as err:  # what a model wrote must not stop the run: this row scores wrong, named in the log
+            log.warning("scoring item %r sample %s failed (%s: %s): scored wrong, extraction_rule 'error'", g["id"],
+                        g["sample_idx"], type(err).__name__, str(err)[:200])
+            j = get_format(item["answer_format"]).unanswered("error")
+            s = Score(j.extracted, j.correct, j.em, j.f1, j.rule)
         rows.append({"id": g["id"], "sample_idx": g["sample_idx"], "extracted": s.extracted, "correct": s.correct,
                      "em": s.em, "f1": s.f1, "truncated": trunc, "think_closed": think_closed(g["text"]),
                      "extraction_rule": s.rule})

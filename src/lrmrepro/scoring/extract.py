@@ -14,7 +14,10 @@ THINK_CLOSE = "</think>"
 POLICIES = ("strict", "lenient")
 
 #: the value of ``extraction_rule``: which rule produced the extracted answer
-EXTRACTION_RULES = ("boxed", "anchor", "last_mention", "fallback_line", "code_block", "truncated", "none")
+EXTRACTION_RULES = ("boxed", "anchor", "last_mention", "fallback_line", "code_block", "truncated", "none", "error")
+#: boxes nested deeper than this many braces are not read: a looping output of 20,000 nested ``\boxed{`` would
+#: otherwise materialise 20,000 copies of itself (real answers nest a few levels)
+MAX_BOX_DEPTH = 64
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BRACE_RE = re.compile(r"[{}]")
@@ -33,16 +36,18 @@ def boxed_spans(text: str) -> list[tuple[int, str]]:
     if not starts:
         return []
     closing: dict[int, int] = {}
+    depth: dict[int, int] = {}
     stack: list[int] = []
     for m in _BRACE_RE.finditer(text, starts[0].end() - 1):
         if m.group() == "{":
+            depth[m.start()] = len(stack)
             stack.append(m.start())
         elif stack:
             closing[stack.pop()] = m.start()
     out: list[tuple[int, str]] = []
     for m in starts:
         end = closing.get(m.end() - 1)
-        if end is not None:
+        if end is not None and depth[m.end() - 1] < MAX_BOX_DEPTH:
             out.append((m.start(), text[m.end():end].strip()))
     return out
 

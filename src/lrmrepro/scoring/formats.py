@@ -39,6 +39,21 @@ def _stripped(segs: Sequence[str]) -> Iterator[str]:
 
 # ------------------------------------------------------------------------------------------------ integers
 _INT_RE = re.compile(r"^[+-]?\d+$")
+#: a math answer longer than this (or 20 times the gold's length) is not sent to math-verify: it is wrong
+MAX_MATH_CHARS = 2000
+#: longer numbers are no answer (and Python refuses to convert over 4,300 digits): scored as unparseable
+MAX_DIGITS = 1000
+_UNIT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz ")
+
+
+def _strip_unit(s: str) -> str:
+    """``s`` without a trailing unit word (``"18 eggs"`` -> ``"18"``): the trailing run of letters and spaces, when it
+    holds a letter, and the white space before it. Linear (a regex anchored at the end backtracked quadratically
+    on 50,000 letters)."""
+    i = len(s)
+    while i and s[i - 1] in _UNIT_CHARS:
+        i -= 1
+    return s[:i].rstrip() if any(c != " " for c in s[i:]) else s
 _NUM_IN_TEXT_RE = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?")
 
 
@@ -51,10 +66,10 @@ def normalize_int(s: str | None) -> int | None:
     for junk in ("\\$", "$", "\\%", "%", "\\,", "\\!", "\\ ", "^\\circ", "^{\\circ}", "\\circ", "{,}"):
         s = s.replace(junk, "")
     s = s.replace(",", "").strip().rstrip(".").strip()
-    s = re.sub(r"\s*[A-Za-z][A-Za-z ]*$", "", s)  # a trailing unit word
+    s = _strip_unit(s)  # a trailing unit word
     s = re.sub(r"\.0+$", "", s)
     s = s.replace(" ", "")
-    if not _INT_RE.match(s):
+    if len(s) > MAX_DIGITS or not _INT_RE.match(s):
         return None
     return int(s)
 
@@ -99,7 +114,9 @@ _DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 def _rational(s: str) -> Fraction | None:
     """An integer, a decimal, ``a/b`` or ``\\frac{a}{b}`` (normalised by :func:`_strip_spaces`) as an exact
-    fraction; anything else None."""
+    fraction; anything else (and numbers of over :data:`MAX_DIGITS` characters) None."""
+    if len(s) > MAX_DIGITS:
+        return None
     m = _FRAC_RE.fullmatch(s)
     if m:
         num, den = int(m.group(2)), int(m.group(3))
@@ -132,6 +149,8 @@ def math_equal(pred: str, gold: str) -> bool:
         diff = abs(pr - gr)
         if diff > _CLEARLY_DIFFERENT and diff > _CLEARLY_DIFFERENT * max(abs(pr), abs(gr)):
             return False
+    if len(ps) > MAX_MATH_CHARS or len(ps) > 20 * max(len(gs), 10):
+        return False  # not an answer but a loop's residue: math-verify would spend its whole timeout parsing it
     from math_verify import verify
 
     t = _mv_timeout()
