@@ -409,7 +409,22 @@ def final_targets():
         targets += [f"results/tables/{name}/length_correctness.md", f"results/figures/{name}/length_correctness.png"]
     for exp in STUDY.weight_count_experiments():  # finding (1): weight count, knowledge vs reasoning
         targets += [f"results/tables/{exp.name}/weight_count_knowledge_vs_reasoning.md"]
-    return targets + importance_targets()
+    return targets + importance_targets() + artifact_targets()
+
+
+def artifact_targets():
+    """Every per-run artifact and every intermediate statistics table, so that a file removed behind Snakemake's back
+    (while what was made from it is still there) is made again by the default target (from the generation cache,
+    for generations), not left a hole."""
+    targets = []
+    for runs in ENGINES.values():
+        targets += [path for r in runs for path in (r.generations, r.meta)]
+    targets += [r.scores for r in RUNS]
+    for exp in STUDY.stats_experiments():
+        if exp.greedy:
+            targets += [f"results/stats/{exp.name}/divergence_points.parquet",
+                        f"results/stats/{exp.name}/divergence_exposure.parquet"]
+    return targets
 
 
 check_vllm_runs()

@@ -463,3 +463,20 @@ def test_a_checkout_moved_with_its_results_has_nothing_to_do(finished_run, tmp_p
     shutil.copytree(workflow.parent, moved, symlinks=True)
     out = _snakemake(["-n"], moved / run.name, moved / workflow.name).stdout
     assert "Nothing to be done" in out, out[-3000:]
+
+
+def test_the_default_target_refills_holes(finished_run, tmp_path):
+    """A per-run generations file and an intermediate statistics table removed while what was made from them is
+    still there: plain `snakemake` makes them again (the generations from the cache), not "Nothing to be done"."""
+    workflow, _ = finished_run
+    run = _copy_run(finished_run[1], tmp_path / "run")
+    gen = next((run / "results/generations/default/none/multihop/bf16").glob("*-bs6-*/greedy/generations.parquet"))
+    points = run / "results/stats/precision_grid/divergence_points.parquet"
+    before = gen.read_bytes()
+    gen.unlink()
+    points.unlink()
+    planned = _planned_rules(run, workflow)
+    assert "stats_divergence" in planned and any(r.startswith("generate_default_none_bf16") for r in planned), planned
+    _snakemake([], run, workflow)
+    assert gen.read_bytes() == before and points.exists()
+    assert json.loads(gen.with_name("generations.meta.json").read_text())["cache"] == "hit"
