@@ -20,6 +20,7 @@ from lrmrepro.hardware import on_cpu
 from lrmrepro.precision import PRECISIONS
 from lrmrepro.provenance import hardware_label
 from lrmrepro.relabel import LegacyResults, check_results
+from lrmrepro.models.context import ContextError, check_max_new_tokens, model_contexts
 from lrmrepro.runs import BACKENDS, CHECKPOINT, TASK_ITEMS, Engine, Run
 from lrmrepro.study import Study, StudyError
 
@@ -52,7 +53,10 @@ try:
     STUDY = Study(config, resolve_hardware)
     # runs under a CPU label from before labels named the ISA are renamed or moved away, never run beside
     check_results("results", {run.hardware for run in STUDY.runs})
-except (ConfigError, StudyError) as err:
+    # no task asks a model for more new tokens than its context holds (where its config can be read already)
+    check_max_new_tokens({(r.model, r.task) for runs in STUDY.engines.values() for r in runs}, config["tasks"],
+                         model_contexts(config["models"], CHECKPOINT))
+except (ConfigError, StudyError, ContextError) as err:
     raise WorkflowError(f"invalid configuration ({', '.join(STUDY_FILES)}): {err}") from None
 except LegacyResults as err:
     raise WorkflowError(str(err)) from None
@@ -413,13 +417,10 @@ def final_targets():
 
 
 def artifact_targets():
-    """Every per-run artifact and every intermediate statistics table, so that a file removed behind Snakemake's back
+    """Every scored run's artifacts and every intermediate statistics table, so that a file removed behind Snakemake's back
     (while what was made from it is still there) is made again by the default target (from the generation cache,
     for generations), not left a hole."""
-    targets = []
-    for runs in ENGINES.values():
-        targets += [path for r in runs for path in (r.generations, r.meta)]
-    targets += [r.scores for r in RUNS]
+    targets = [path for r in RUNS for path in (r.generations, r.meta, r.scores)]
     for exp in STUDY.stats_experiments():
         if exp.greedy:
             targets += [f"results/stats/{exp.name}/divergence_points.parquet",

@@ -126,3 +126,19 @@ def test_the_workflow_installs_the_shipped_model_and_refuses_a_modified_one(tmp_
     assert proc.returncode != 0
     log = (run / "logs/embedded_model/default.log").read_text()
     assert "embedded/default/config.json was modified" in log + proc.stderr
+
+
+def test_context_lengths_and_the_max_new_tokens_check(tmp_path):
+    from lrmrepro.models.context import ContextError, check_max_new_tokens, context_length, model_contexts
+
+    (tmp_path / "gemma").mkdir()
+    (tmp_path / "gemma" / "config.json").write_text('{"text_config": {"max_position_embeddings": 8192}}')
+    models = {"default": {"source": "embedded"}, "g": {"source": "local", "path": str(tmp_path / "gemma")},
+              "hub": {"source": "hub", "id": "org/not-fetched"}}
+    contexts = model_contexts(models, str(tmp_path / "results/models/{model}/{compression}"))
+    assert contexts == {"default": 1024, "g": 8192, "hub": None}
+    tasks = {"t": {"max_new_tokens": 2000}, "u": {"max_new_tokens": 10**9}}
+    check_max_new_tokens([("g", "t"), ("hub", "u")], tasks, contexts)  # fits; not known yet: not checked
+    with pytest.raises(ContextError, match=r"tasks.t.max_new_tokens: 2000 does not fit model 'default'.*1024 tokens"):
+        check_max_new_tokens([("default", "t")], tasks, contexts)
+    assert context_length(tmp_path / "nothing") is None

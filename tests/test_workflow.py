@@ -249,6 +249,8 @@ def test_a_study_file_replaces_the_default_config(finished_run):
     (lambda c: c["tasks"].__setitem__("gsm8k_b", {"source": "benchmark", "benchmark": "gsm8k",
                                                   "path": "data/missing.jsonl"}) or
      c["experiments"]["compression"]["tasks"].append("gsm8k_b"), "tasks.gsm8k_b.path"),
+    # more new tokens than the embedded model's context (1,024) holds: refused naming the key, not a 160-GB job
+    (lambda c: c["tasks"]["arith"].__setitem__("max_new_tokens", 1000000000), "tasks.arith.max_new_tokens: 1000000000"),
 ])
 def test_config_errors_stop_the_workflow_before_any_job(finished_run, mutate, expected):
     """A bad study is refused while the DAG is built: no job starts, no finished artifact is touched."""
