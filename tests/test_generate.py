@@ -337,3 +337,19 @@ def test_a_run_logs_its_progress_while_it_generates(tiny_trained_model, tmp_path
     assert [line.split(": chunk ")[1].split(",")[0] for line in lines] == ["1 of 3", "2 of 3", "3 of 3"]
     assert all("tokens/s" in line and "ETA " in line and str(tmp_path / "g.parquet") in line for line in lines)
     assert lines[-1].endswith("ETA 00:00:00")
+
+
+def test_a_second_job_of_the_same_key_takes_the_finished_table(tmp_path):
+    """Two jobs of one key at once (two studies sharing a cache): the one that finalizes last finds the chunks removed
+    by the first and takes its finished table instead of failing."""
+    rows = [{"id": "q0", "sample_idx": 0, "chunk_idx": 0, "prompt": "p", "text": "t", "token_ids": [1],
+             "output_length": 1, "finish_reason": "stop", "topk_ids": [[1]], "topk_logprobs": [[0.0]]}]
+    rows = [{k: r.get(k) for k in GENERATION_SCHEMA.names} | {k: v for k, v in r.items() if k in GENERATION_SCHEMA.names}
+            for r in rows]
+    first = ChunkStore(tmp_path / "a" / "g.parquet", {"run": 1}, code="c", cache=tmp_path / "cache")
+    second = ChunkStore(tmp_path / "b" / "g.parquet", {"run": 1}, code="c", cache=tmp_path / "cache")
+    first.write(0, rows)
+    assert second.done(0)  # sees the other job's chunk
+    first.finalize(1)
+    table = second.finalize(1)
+    assert table.num_rows == 1 and (tmp_path / "b" / "g.parquet").exists()

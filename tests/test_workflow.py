@@ -482,3 +482,12 @@ def test_the_default_target_refills_holes(finished_run, tmp_path):
     _snakemake([], run, workflow)
     assert gen.read_bytes() == before and points.exists()
     assert json.loads(gen.with_name("generations.meta.json").read_text())["cache"] == "hit"
+
+
+def test_the_noise_floors_second_generation_is_generated_not_copied(finished_run):
+    """The repeat run of the noise floor bypasses the generation cache: a copy of the first generation would make
+    the noise floor zero by construction."""
+    _, run = finished_run
+    repeat = next((run / "results/generations").rglob("repeat/generations.meta.json"))
+    meta = json.loads(repeat.read_text())
+    assert meta["cache"] == "off" and meta["tokens_this_attempt"] > 0

@@ -173,6 +173,10 @@ class ChunkStore:
 
     def finalize(self, n_chunks: int) -> pa.Table:
         missing = [i for i in range(n_chunks) if not self.done(i)]
+        if missing and self.cache is not None and self.table_path.exists():
+            # another job of the same key (a second study sharing the cache) finished the run meanwhile and removed
+            # its chunks: its table is this run's
+            return self.cached()
         if missing:
             raise RuntimeError(f"cannot finalize {self.output}: chunks {missing[:10]} not generated")
         table = pa.concat_tables([pq.read_table(self._path(i), schema=GENERATION_SCHEMA) for i in range(n_chunks)])

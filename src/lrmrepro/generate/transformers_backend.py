@@ -192,13 +192,16 @@ class TransformersGenerator:
 def open_engine(model_dir: str, job: Any, *, code: str | None, options: Mapping[str, Any],
                 log: logging.Logger) -> Any:
     """The transformers engine of a job (:func:`lrmrepro.generate.engine_job.run_engine`): the model loaded once,
-    each task prompted once."""
+    each task prompted once. ``options``: ``cache`` (None: no generation cache, e.g. the noise floor's second
+    generation, which must not be a copy of the first)."""
     from .engine_job import OpenEngine, prepare
 
     gen = TransformersGenerator(model_dir, precision=job.engine.precision, parallel=job.engine.parallel)
+    cache = options.get("cache", FROM_ENVIRONMENT)
 
     def generate(item: Any) -> dict[str, Any]:
         return gen.generate_table(item.prompts, item.ids, batch_size=item.spec.run.batch_size,
-                                  decoding=item.spec.decoding, output=item.spec.output, progress=False, code=code)
+                                  decoding=item.spec.decoding, output=item.spec.output, progress=False, code=code,
+                                  cache=cache)
 
     return OpenEngine(prepare(job, gen.tokenizer), generate)

@@ -270,6 +270,6 @@ def open_engine(model_dir: str, job: Any, *, code: str | None, options: Mapping[
     def generate(item: Any) -> dict[str, Any]:
         return gen.generate_table(item.prompts, item.ids, batch_size=item.spec.run.batch_size,
                                   decoding=item.spec.decoding, output=item.spec.output, progress=False, code=code,
-                                  encoded=item.token_ids)
+                                  encoded=item.token_ids, cache=options.get("cache", FROM_ENVIRONMENT))
 
     return OpenEngine(prepared, generate, gen.close, {"batch_invariant": batch_invariant})
