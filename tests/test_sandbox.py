@@ -40,13 +40,18 @@ def _nobody_unavailable() -> str | None:
 
 @pytest.fixture(scope="session")
 def world_dir():
-    """A world-readable folder holding the sandbox module and the runner, for runs as uid 65534."""
+    """A world-readable folder holding the sandbox's modules (standard library only) and the runner, for runs as
+    uid 65534."""
     d = Path(tempfile.mkdtemp(prefix="lrmrepro-sbx-test-", dir="/tmp"))
     os.chmod(d, 0o755)
-    shutil.copy(ROOT / "src" / "lrmrepro" / "sandbox.py", d / "sandbox.py")
+    pkg = d / "lrmrepro"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for m in ("sandbox.py", "cgroup.py"):
+        shutil.copy(ROOT / "src" / "lrmrepro" / m, pkg / m)
     shutil.copy(ROOT / "tests" / "fixtures" / "sandbox_runner.py", d / "sandbox_runner.py")
-    for f in d.iterdir():
-        os.chmod(f, 0o644)
+    for f in [*d.iterdir(), *pkg.iterdir()]:
+        os.chmod(f, 0o755 if f.is_dir() else 0o644)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -161,6 +166,51 @@ def test_sleeping_program_hits_wall_timeout(run):
 def test_huge_allocation_stopped(run, hook):
     r = run("x = bytearray(8 * 1024**3)\nprint('allocated')", audit_hook=hook)
     assert r.status == "memory" and "allocated" not in r.stdout
+
+
+# six processes of 150 MB each: every one is under the 256 MB per-process limit, together they are 3.5 times it
+MANY_PROCESSES = DISARM + """
+import os, time
+kids = []
+for i in range(6):
+    pid = os.fork()
+    if pid == 0:
+        b = b"x" * (150 << 20)
+        time.sleep(1.0)
+        os._exit(0)
+    kids.append(pid)
+print("children", [os.waitpid(k, 0)[1] for k in kids])
+"""
+
+
+def test_memory_is_capped_for_the_whole_program(run):
+    """The program's processes share one memory cap where a cgroup can be made (as root here); where not, the
+    result says the limits were per process."""
+    r = run(MANY_PROCESSES, audit_hook=False, wall_seconds=15, cpu_seconds=10)
+    if r.program_limits.startswith("program:"):
+        assert "cgroup" in r.isolation
+        assert r.status == "memory", (r.status, r.stdout, r.stderr[-500:])
+        assert "children [0, 0, 0, 0, 0, 0]" not in r.stdout
+    else:
+        assert r.program_limits.startswith("per process: ") and len(r.program_limits) > len("per process: ")
+        assert "cgroup" not in r.isolation
+        if os.geteuid() == 0 and run.user == "invoking-user" and Path("/sys/fs/cgroup/memory").is_dir():
+            pytest.fail(f"root on a cgroup v1 machine made no cgroup: {r.program_limits}")
+        assert r.status == "ok" and "children [0, 0, 0, 0, 0, 0]" in r.stdout  # what per-process limits let by
+
+
+def test_program_cgroup_is_removed_after_the_run():
+    from lrmrepro import cgroup
+    cg, note = cgroup.create(64 << 20, 4)
+    if cg is None:
+        pytest.skip(f"no cgroup here: {note}")
+    cg.remove()
+    r = run_python("print(1)", limits=Limits(**FAST))
+    assert r.ok
+    assert not any(d.exists() for d in cg.dirs)
+    parents = {d.parent for d in cg.dirs}
+    left = [c for p in parents for c in p.iterdir() if c.name.startswith(f"lrmrepro-sbx-{os.getpid()}-")]
+    assert left == []
 
 
 @LAYERS

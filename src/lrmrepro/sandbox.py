@@ -14,14 +14,17 @@ Layers (docs/tasks.md, "Sandbox"):
    nothing on the host and ``RLIMIT_NPROC`` counts only its own processes.
 3. **Kernel limits** (``setrlimit`` before ``exec``): CPU seconds, address space, file size (also caps stdout/stderr,
    which go to files), number of processes, open files, no core files; a wall-clock timeout in the parent.
-4. **Audit hook** (``sys.addaudithook`` in the child, on by default): refuses sockets, process creation, ``ctypes``
+4. **A cgroup per program** (:mod:`lrmrepro.cgroup`, where the machine lets this process make one): memory and
+   process count capped for all the program's processes together; where it cannot, each result says its limits
+   were per process (``SandboxResult.program_limits``).
+5. **Audit hook** (``sys.addaudithook`` in the child, on by default): refuses sockets, process creation, ``ctypes``
    and writes outside the working directory. A Python-level guard that code can switch off: the layers above do
    not depend on it.
 
 Where the namespaces cannot be had (no ``bwrap``, or a kernel that refuses unprivileged user namespaces, as some
 clusters do), :func:`run_python` refuses with :class:`SandboxUnavailable`, unless the caller explicitly accepts the
 weaker sandbox (``Limits(allow_weak_isolation=True)``; config ``sandbox.allow_weak_isolation``): then only layers
-2-4 apply, with a new process session and a fresh temporary working directory. The isolation actually used is
+2-5 apply, with a new process session and a fresh temporary working directory. The isolation actually used is
 reported with every result (``SandboxResult.isolation``, ``SandboxResult.level``).
 """
 
@@ -40,6 +43,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from lrmrepro import cgroup
 
 STATUSES = ("ok", "timeout", "memory", "runtime_error", "blocked", "killed")
 LEVELS = ("namespaces", "weak")
@@ -113,6 +118,7 @@ class Limits:
     allow_weak_isolation: bool = False
     drop_privileges: bool = True
     audit_hook: bool = True
+    program_cgroup: bool = True  # memory and processes capped for the whole program where a cgroup can be made
 
     def __post_init__(self) -> None:
         for k in ("cpu_seconds", "wall_seconds", "memory_bytes", "file_size_bytes", "tmpfs_bytes", "nproc",
@@ -129,6 +135,8 @@ class SandboxResult:
     returncode: int | None
     seconds: float
     isolation: tuple[str, ...]  # layers that were active, e.g. ("namespaces", "uid", "rlimits", "audit_hook")
+    # what memory_bytes and nproc capped: "program: cgroup v1 (memory, pids)", or "per process: <why no cgroup>"
+    program_limits: str = ""
 
     @property
     def ok(self) -> bool:
@@ -291,6 +299,18 @@ def isolation_level(limits: Limits = Limits()) -> str:
         "configuration.")
 
 
+def program_limits(limits: Limits = Limits()) -> str:
+    """What ``memory_bytes`` and ``nproc`` will cap here: ``program: <cgroup>`` or ``per process: <why>`` (a probe:
+    a cgroup is made and removed)."""
+    if not limits.program_cgroup:
+        return "per process: not asked for (Limits(program_cgroup=False))"
+    cg, note = cgroup.create(limits.memory_bytes, limits.nproc + 2)
+    if cg is None:
+        return f"per process: {note}"
+    cg.remove()
+    return f"program: {note}"
+
+
 def _read(path: Path, limit: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         return f.read(limit).decode("utf-8", errors="replace")
@@ -318,6 +338,13 @@ def run_python(code: str, stdin: str = "", limits: Limits = Limits()) -> Sandbox
     else:
         isolation.insert(1, "tmpdir")
 
+    cg, cg_note = (None, "not asked for (Limits(program_cgroup=False))")
+    if limits.program_cgroup:
+        cg, cg_note = cgroup.create(limits.memory_bytes, nproc if drop else limits.nproc + 2)
+    program_limits = f"program: {cg_note}" if cg is not None else f"per process: {cg_note}"
+    if cg is not None:
+        isolation.append("cgroup")
+
     io_dir = Path(tempfile.mkdtemp(prefix="lrmrepro-sbx-io-"))
     work = None
     try:
@@ -342,6 +369,8 @@ def run_python(code: str, stdin: str = "", limits: Limits = Limits()) -> Sandbox
             cwd = str(work)
 
         def preexec() -> None:  # runs in the child between fork and exec
+            if cg is not None:
+                cg.attach_self()
             resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
             resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
             resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_bytes, limits.file_size_bytes))
@@ -373,17 +402,24 @@ def run_python(code: str, stdin: str = "", limits: Limits = Limits()) -> Sandbox
                     pass
                 if drop:
                     _kill_uid(sandbox_uid)
+                if cg is not None:
+                    cg.kill_all()
             if timed_out:
                 rc = proc.wait()
         seconds = time.monotonic() - t0
         out, err = _read(io_dir / "stdout"), _read(io_dir / "stderr")
+        oom = cg is not None and cg.oom_killed()
     finally:
+        if cg is not None:
+            cg.remove()
         shutil.rmtree(io_dir, ignore_errors=True)
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
 
     last_line = err.strip().splitlines()[-1] if err.strip() else ""
-    if timed_out or rc in (-signal.SIGXCPU,) or (rc == -signal.SIGKILL and seconds >= limits.cpu_seconds):
+    if oom and not timed_out:  # the kernel ended the program for passing its memory cap (cgroup)
+        status = "memory"
+    elif timed_out or rc in (-signal.SIGXCPU,) or (rc == -signal.SIGKILL and seconds >= limits.cpu_seconds):
         status = "timeout"
     elif "MemoryError" in last_line:
         status = "memory"
@@ -400,4 +436,4 @@ def run_python(code: str, stdin: str = "", limits: Limits = Limits()) -> Sandbox
             else ("memory" if "MemoryError" in err else "killed")
     else:
         status = "memory" if "MemoryError" in err else "runtime_error"
-    return SandboxResult(status, out, err, None if timed_out else rc, seconds, tuple(isolation))
+    return SandboxResult(status, out, err, None if timed_out else rc, seconds, tuple(isolation), program_limits)
