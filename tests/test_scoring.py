@@ -7,6 +7,7 @@ import pytest
 
 from lrmrepro.scoring import ANSWER_FORMATS, Score, score_table, score_text
 from lrmrepro.scoring.extract import EXTRACTION_RULES, boxed_contents
+from lrmrepro.scoring.formats import math_equal
 from lrmrepro.scoring.squad import normalize_answer, token_f1
 
 
@@ -214,6 +215,26 @@ def test_what_a_model_writes_cannot_crash_or_stall_a_scorer(name, fmt, gold):
     assert isinstance(s, Score) and s.rule in EXTRACTION_RULES
     if fmt in ("boxed_int", "short_text"):
         assert not s.correct
+
+
+def test_a_time_bound_holds_outside_the_main_thread():
+    """math-verify's own timeout (signal.alarm) does nothing outside the main thread; there the work runs in a
+    worker process that is killed at the bound."""
+    import concurrent.futures as cf
+    import time
+
+    from lrmrepro.scoring import bounded
+
+    with cf.ThreadPoolExecutor(1) as ex:
+        t0 = time.monotonic()
+        fut = ex.submit(bounded.call, time.sleep, 60, timeout=3)
+        with pytest.raises(TimeoutError, match="over 3 s"):
+            fut.result()
+        assert time.monotonic() - t0 < 20
+        # the next call gets a fresh worker; math-verify's verdicts are the same from a thread as from the main one
+        pairs = [(r"\frac{1}{2}", "0.5"), (r"\sqrt{2}", r"2^{1/2}"), ("x+1", "1+x"), ("3", r"\pi")]
+        in_thread = list(ex.map(lambda pg: math_equal(*pg), pairs))
+    assert in_thread == [math_equal(p, g) for p, g in pairs] == [True, True, True, False]
 
 
 def test_units_digits_and_nesting_keep_real_answers():

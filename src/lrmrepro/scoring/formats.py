@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 from .extract import (ANSWER_ANCHOR_RE, anchored_answers, boxed_contents, boxed_spans, fallback_line, last_boxed,
                       strip_emphasis, unwrap_latex_text)
+from . import bounded
 from .program import extract_program_from, run_tests, test_limits
 from .squad import best_em_f1, normalize_answer
 from ..tasks import gold as gold_rules
@@ -89,9 +90,12 @@ def extract_int(segs: Sequence[str]) -> tuple[str | None, str]:
 
 
 # ------------------------------------------------------------------------------------------------ math (math-verify)
-def _mv_timeout() -> int | None:
-    # math-verify's timeouts use signal.alarm, which only works in the main thread
-    return 5 if threading.current_thread() is threading.main_thread() else None
+MATH_VERIFY_SECONDS = 5
+
+
+def _in_main_thread() -> bool:
+    # math-verify's own timeouts use signal.alarm, which only works in the main thread
+    return threading.current_thread() is threading.main_thread()
 
 
 def _strip_spaces(s: str) -> str:
@@ -151,15 +155,26 @@ def math_equal(pred: str, gold: str) -> bool:
             return False
     if len(ps) > MAX_MATH_CHARS or len(ps) > 20 * max(len(gs), 10):
         return False  # not an answer but a loop's residue: math-verify would spend its whole timeout parsing it
+    if not _in_main_thread():  # no signal.alarm here: the same work in a worker process, bounded from outside
+        try:
+            return bounded.call(_math_verify_equal, pred, gold, MATH_VERIFY_SECONDS,
+                                timeout=2 * MATH_VERIFY_SECONDS + 5)
+        except Exception:  # over time (the worker is killed) or the worker died: "not equal", like a timeout
+            return False
+    return _math_verify_equal(pred, gold, MATH_VERIFY_SECONDS)
+
+
+def _math_verify_equal(pred: str, gold: str, timeout: int | None) -> bool:
+    """math-verify's verdict (``parse`` of each, then ``verify(gold, pred)``), each step bounded by ``timeout``
+    seconds (signal.alarm: main thread only)."""
     from math_verify import verify
 
-    t = _mv_timeout()
     try:
-        g = _mv_parse(gold, t)
-        p = _mv_parse(pred, t)
+        g = _mv_parse(gold, timeout)
+        p = _mv_parse(pred, timeout)
         if not g or not p:
             return False
-        return bool(verify(g, p, timeout_seconds=t))
+        return bool(verify(g, p, timeout_seconds=timeout))
     except Exception:  # math-verify guards most errors itself; any residue counts as "not equal"
         return False
 
