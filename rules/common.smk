@@ -1,6 +1,7 @@
 # Shared by all rule files -- the study (read, validated and built once), wildcard constraints, input functions and
 # the final targets. What the grid means (runs, engines, experiments) is lrmrepro.study.Study; this file only asks it.
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -16,9 +17,9 @@ from lrmrepro.environment import job_environment, missing_environments, needed_e
 from lrmrepro.generate import preflight
 from lrmrepro.generate.engines import engine_of
 from lrmrepro.generate.vllm_support import UnsupportedRun, check_engines
-from lrmrepro.hardware import on_cpu
+from lrmrepro.hardware import HardwareMismatch, check_planned_cpu_labels, on_cpu
 from lrmrepro.precision import PRECISIONS
-from lrmrepro.provenance import hardware_label
+from lrmrepro.provenance import hardware_label, machine_record
 from lrmrepro.relabel import LegacyResults, check_results
 from lrmrepro.models.context import ContextError, check_max_new_tokens, model_contexts
 from lrmrepro.runs import BACKENDS, CHECKPOINT, TASK_ITEMS, Engine, Run
@@ -53,10 +54,15 @@ try:
     STUDY = Study(config, resolve_hardware)
     # runs under a CPU label from before labels named the ISA are renamed or moved away, never run beside
     check_results("results", {run.hardware for run in STUDY.runs})
+    # a CPU label names the numerics: runs under another CPU's label are made on that CPU, never generated here
+    check_planned_cpu_labels({r.hardware: r.generations for r in sorted(STUDY.runs, key=lambda r: r.generations,
+                                                                         reverse=True)
+                              if on_cpu(r.hardware) and not os.path.exists(r.generations)},
+                             machine_record(), STUDY.hardware_aliases)
     # no task asks a model for more new tokens than its context holds (where its config can be read already)
     check_max_new_tokens({(r.model, r.task) for runs in STUDY.engines.values() for r in runs}, config["tasks"],
                          model_contexts(config["models"], CHECKPOINT))
-except (ConfigError, StudyError, ContextError) as err:
+except (ConfigError, StudyError, ContextError, HardwareMismatch) as err:
     raise WorkflowError(f"invalid configuration ({', '.join(STUDY_FILES)}): {err}") from None
 except LegacyResults as err:
     raise WorkflowError(str(err)) from None

@@ -136,3 +136,20 @@ def test_a_cpu_capped_to_a_level_has_that_levels_identity():
     assert hw.identity_difference(hw.identity(native), hw.identity(half)) == ["aten_capability: 'avx2' vs 'avx512'"]
     mkl = _machine(BASE, env={"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, torch_cpu_capability="AVX2")
     assert hw.identity(mkl)["env"] == {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def test_planned_cpu_labels_must_be_this_machine_unless_their_runs_are_here():
+    machine = {"gpus": [], "cpu_model": "AMD EPYC", "cpu_flags": ["avx2", "fma", "avx512f", "avx512bw", "avx512vl",
+                                                                  "avx512dq", "avx512_vnni", "avx512_bf16"],
+               "isa_env": {}}
+    own = hw.label_of(machine)
+    assert own == "cpu-amd-epyc-avx512bf16"
+    hw.check_planned_cpu_labels({own: "results/x/generations.parquet", "h100": "results/y/generations.parquet"},
+                                machine)  # this machine's label; a GPU label (the job runs on its node)
+    hw.check_planned_cpu_labels({}, machine)  # another CPU's runs already here (copied in): nothing to generate
+    with pytest.raises(hw.HardwareMismatch, match=r"'cpu-amd-epyc-avx2' is not this machine's "
+                                                  r"\('cpu-amd-epyc-avx512bf16'.*e\.g\. results/z/gen"):
+        hw.check_planned_cpu_labels({"cpu-amd-epyc-avx2": "results/z/generations.parquet"}, machine)
+    # an alias the study defines to include this machine
+    hw.check_planned_cpu_labels({"cpu-lab": "results/z/generations.parquet"}, machine, {"cpu-lab": (r"\bEPYC\b",)})
+

@@ -418,6 +418,25 @@ def test_runs_under_a_label_from_before_the_isa_are_refused_then_relabelled_with
     assert sorted((run / "results/generations").rglob(f"*-{label}")) == generated
 
 
+def test_a_cpu_label_of_another_machine_is_refused_when_the_dag_is_built(finished_run, tmp_path):
+    """A study naming another CPU kind's label for runs that are not here would generate them on this CPU under
+    that label: refused before anything runs, naming the label, this machine's label and a missing file."""
+    from lrmrepro.provenance import hardware_label
+
+    workflow, _ = finished_run
+    run = _copy_run(finished_run[1], tmp_path / "run")
+    foreign = "cpu-intel-xeon-avx2" if hardware_label() != "cpu-intel-xeon-avx2" else "cpu-amd-epyc-avx2"
+
+    def two_machines(cfg):
+        cfg["experiments"]["precision_grid"]["hardware"] = ["auto", foreign]
+
+    proc = _snakemake([f"--configfile={_study(run, 'two.yaml', two_machines)}", "-n"], run, workflow, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"hardware label '{foreign}' is not this machine's ('{hardware_label()}'" in out, out[-2000:]
+    assert f"-{foreign}/greedy/generations.parquet" in out and "Nothing was run" in out
+
+
 def test_a_grown_grid_and_a_failed_job_generate_only_what_is_missing(finished_run, tmp_path):
     """The generation cache (lrmrepro.generate.cache, in the working directory's .lrmrepro-cache): a batch size added
     to the precision grid reruns its engine jobs, which copy the finished runs' tables and generate only the new

@@ -257,3 +257,21 @@ def check(label: str, hardware: Mapping[str, Any], alias_map: Mapping[str, tuple
         f"hardware label {label!r} does not match this machine: it has {device!r} (detected label "
         f"{label_of(hardware)!r}); {known}{legacy}. Run it where the label is true (SLURM: the profile requests the "
         f"label as the GPU type), use `hardware: [auto]`, or add the device to `hardware_aliases`")
+
+
+def check_planned_cpu_labels(missing: Mapping[str, str], machine: Mapping[str, Any],
+                             alias_map: Mapping[str, tuple[str, ...]] | None = None) -> None:
+    """Refuse, when the DAG is built, CPU-labelled runs that would have to be generated here although their label is
+    not true of this machine (``machine``: ``provenance.machine_record()``). ``missing``: label -> a generations
+    file of that label that does not exist yet (runs already made elsewhere and copied in are fine: nothing
+    regenerates them). GPU labels are left to the engine job, which the profile sends to a node of that type."""
+    for label, path in sorted(missing.items()):
+        if not on_cpu(label) or matches(label, machine, alias_map):
+            continue
+        raise HardwareMismatch(
+            f"hardware label {label!r} is not this machine's ({label_of(machine)!r}; CPU "
+            f"{machine.get('cpu_model')!r}), and its runs are not here (e.g. {path}): they would be generated on "
+            f"this CPU under another CPU's label, and a CPU label names the numerics. Generate them on a machine "
+            f"whose label is {label!r} and copy its results/ here, use `hardware: [auto]` for this machine, or, if "
+            f"{label!r} is meant to include this machine, add it to `hardware_aliases`. Nothing was run")
+

@@ -177,12 +177,18 @@ def hardware() -> dict[str, Any]:
     return out
 
 
+def machine_record() -> dict[str, Any]:
+    """What decides this machine's label (GPUs, CPU model, flags, ISA switches, torch's recorded capability):
+    the part of :func:`hardware` read from /proc/cpuinfo and the environment, never importing torch."""
+    info = cpuinfo()
+    return {"gpus": gpu_names(), "cpu_model": cpu_model(info), "cpu_flags": cpu_flags(info), "isa_env": isa_env(),
+            **torch_numerics()}
+
+
 def hardware_label() -> str:
     """This machine's hardware label: its first GPU or, without one, its CPU model and ISA level, as a slug
-    (:mod:`lrmrepro.hardware`). Reads /proc/cpuinfo and the environment; never imports torch."""
-    info = cpuinfo()
-    return label_of({"gpus": gpu_names(), "cpu_model": cpu_model(info), "cpu_flags": cpu_flags(info),
-                     "isa_env": isa_env(), **torch_numerics()})
+    (:mod:`lrmrepro.hardware`)."""
+    return label_of(machine_record())
 
 
 def git_commit(repo: str | os.PathLike | None = None) -> str | None:
