@@ -24,6 +24,11 @@ def rule_log(snakemake: Any) -> Iterator[logging.Logger]:
     logging.captureWarnings(True)
     logger = logging.getLogger(f"lrmrepro.rule.{snakemake.rule}")
     logger.info("rule %s wildcards=%s", snakemake.rule, dict(snakemake.wildcards))
+    # the job stops (with its child processes) when the Snakemake process that started it is killed
+    from .jobguard import guard_job
+
+    if guard_job() is not None:
+        logger.info("stops if its Snakemake process ends")
     t0 = time.perf_counter()
     try:
         yield logger
