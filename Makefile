@@ -7,7 +7,7 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= all
 TARGET ?=
 
-.PHONY: env env-smollm2 env-vllm env-gptqmodel run run-full run-smollm2 run-smollm2-compressed check-results unlock test test-fast test-slow lint report bench clean-results
+.PHONY: env env-smollm2 env-vllm env-gptqmodel run run-full run-smollm2 run-smollm2-compressed check-results unlock verify test test-fast test-slow lint report bench clean-results
 
 env:
 	@scripts/setup-env.sh
@@ -47,6 +47,10 @@ run-smollm2-compressed: env env-vllm
 test:
 	$(MAKE) --no-print-directory -j3 -O env env-gptqmodel env-vllm
 	$(VENV)/bin/python -m pytest -q -m "slow or not slow"
+
+# every recorded artifact of results/ against its producer's record (files changed behind Snakemake's back)
+verify: env
+	$(VENV)/bin/python -m lrmrepro.verify results
 
 # remove Snakemake's lock after a killed run, refused while a run (Snakemake or one of its jobs) is alive here
 unlock: env

@@ -285,6 +285,13 @@ def test_the_cache_keeps_finished_tables_and_chunks_out_of_the_outputs(tiny_trai
                                cache=cache)
     assert again["cache"] == "hit" and again["tokens_this_attempt"] == 0 and again["generation_seconds"] == 0.0
     assert pl.read_parquet(out).equals(pl.read_parquet(io.BytesIO(table)))
+    # a damaged cache entry (truncated on a full scratch disk) is a miss that generates again, never a table
+    entry = next(cache.rglob("table.parquet"))
+    entry.write_bytes(entry.read_bytes()[:100])
+    out.unlink()
+    damaged = gen.generate_table(texts, ids, batch_size=2, decoding=dec, output=out, progress=False, code="c1",
+                                 cache=cache)
+    assert damaged["cache"] == "miss" and damaged["tokens_this_attempt"] > 0 and out.read_bytes() == table
     # another code fingerprint: another key, generated anew; another batch size too (a grown grid's new run)
     assert gen.generate_table(texts, ids, batch_size=2, decoding=dec, output=out, progress=False, code="c2",
                               cache=cache)["cache"] == "miss"

@@ -62,3 +62,93 @@ def test_stale_temporary_folders_of_a_checkpoint_are_removed(tmp_path):
         (d / "config.json").write_text("{}")
     assert not stale.exists() and other.exists()
     assert (tmp_path / "ckpt" / "config.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ producer records
+def _scores(n=32):
+    import polars as pl
+
+    return pl.DataFrame({"id": [f"q{i // 2}" for i in range(n)], "sample_idx": [i % 2 for i in range(n)],
+                         "extracted": [str(i) for i in range(n)], "correct": [i % 8 < 3 for i in range(n)]})
+
+
+def test_a_table_changed_behind_the_workflows_back_is_refused_where_it_is_read(tmp_path):
+    """The probes of issue 34: rows dropped and written back, a truncated file restored with its mtime, a file
+    replaced by an older copy with `cp -p`. Each is refused by the reader, naming the file, the rule that makes it
+    and the command that rebuilds it."""
+    import shutil
+
+    path = tmp_path / "run" / "scores.parquet"
+    io.set_producer("score")
+    try:
+        io.write_parquet(_scores(), path)
+    finally:
+        io.set_producer(None)
+    record = io.read_record(path)
+    assert record["rows"] == 32 and record["producer"] == "score" and len(record["sha256"]) == 64
+    assert io.read_parquet(path).height == 32 and io.read_arrow(path, columns=["id"]).num_columns == 1
+    good = tmp_path / "good.parquet"
+    shutil.copy2(path, good)
+
+    _scores().head(20).write_parquet(path)  # an edit that bypasses the workflow: a valid file, 12 rows short
+    with pytest.raises(io.ArtifactError) as e:
+        io.read_parquet(path)
+    msg = str(e.value)
+    assert str(path) in msg and "not the file its producer wrote" in msg and "rule score" in msg
+    assert f"--forcerun {path}" in msg
+
+    shutil.copy2(good, path)  # the good file back: accepted again
+    assert io.read_parquet(path).height == 32
+    st = os.stat(path)
+    with open(path, "r+b") as f:  # truncated, then its mtime restored (touch -r)
+        f.truncate(st.st_size // 2)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(io.ArtifactError, match=r"bytes, the producer wrote"):
+        io.read_arrow(path)
+
+    path.unlink()
+    with pytest.raises(io.ArtifactError, match=r"scores.parquet is missing; it is made by rule score"):
+        io.read_parquet(path)
+
+
+def test_an_unrecorded_or_garbled_file_is_named(tmp_path):
+    import polars as pl
+
+    old = tmp_path / "old.parquet"  # from before records: read, not judged
+    pl.DataFrame({"a": [1]}).write_parquet(old)
+    assert io.read_parquet(old).height == 1
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"garbage, not parquet")
+    with pytest.raises(io.ArtifactError, match=r"bad.parquet is unreadable as parquet"):
+        io.read_parquet(bad)
+    meta = tmp_path / "generations.meta.json"
+    meta.write_text("\x00\x01 not json")
+    with pytest.raises(io.ArtifactError, match=r"generations.meta.json is not valid JSON"):
+        io.read_json(meta)
+
+
+def test_chunks_are_scratch_without_records(tmp_path):
+    io.write_parquet(_scores(4), tmp_path / "chunk-000000.parquet", record=False)
+    assert not io.record_path(tmp_path / "chunk-000000.parquet").exists()
+
+
+def test_verify_lists_every_changed_artifact_and_how_to_rebuild_it(tmp_path, capsys):
+    from lrmrepro import verify
+
+    results = tmp_path / "results"
+    for name in ("a", "b", "c"):
+        io.write_parquet(_scores(8), results / name / "scores.parquet")
+    io.write_text("| a |\n", results / "summary" / "accuracy.md")
+    assert verify.main([str(results)]) == 0
+    assert "4 recorded artifacts checked" in capsys.readouterr().out
+    _scores(6).write_parquet(results / "b" / "scores.parquet")
+    (results / "summary" / "accuracy.md").write_text("| edited |\n")
+    (results / "c" / "scores.parquet").unlink()
+    assert verify.main([str(results)]) == 1
+    out = capsys.readouterr().out
+    assert f"{results}/b/scores.parquet is not the file" in out and f"{results}/c/scores.parquet is missing" in out
+    assert f"{results}/summary/accuracy.md is not the file" in out and "a/scores.parquet" not in out.replace(
+        "summary/accuracy.md", "")
+    assert "3 differ from their producer's record" in out
+    assert out.strip().splitlines()[-1].startswith("rebuild them and what was made from them: snakemake --cores all "
+                                                  "--forcerun ")

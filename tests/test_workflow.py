@@ -418,6 +418,31 @@ def test_runs_under_a_label_from_before_the_isa_are_refused_then_relabelled_with
     assert sorted((run / "results/generations").rglob(f"*-{label}")) == generated
 
 
+def test_a_scores_table_changed_behind_snakemakes_back_is_found_and_refused(finished_run, tmp_path):
+    """Issue 34's probe: a valid scores.parquet with rows dropped, its mtime kept (`touch -r`), goes into nothing:
+    `python -m lrmrepro.verify` lists it with the rebuild command, and summarize, forced to run, refuses it naming
+    the file and the rule that makes it; the command it names rebuilds the file and the run passes."""
+    import polars as pl
+
+    workflow, _ = finished_run
+    run = _copy_run(finished_run[1], tmp_path / "run")
+    scores = sorted((run / "results/generations").rglob("scores.parquet"))[0]
+    rel = scores.relative_to(run)
+    st = scores.stat()
+    pl.read_parquet(scores).head(3).write_parquet(scores)
+    os.utime(scores, ns=(st.st_atime_ns, st.st_mtime_ns))
+    env = {**os.environ, "PYTHONPATH": str(workflow / "src")}
+    checked = subprocess.run([sys.executable, "-m", "lrmrepro.verify"], cwd=run, env=env, capture_output=True,
+                             text=True)
+    assert checked.returncode == 1 and f"{rel} is not the file its producer wrote" in checked.stdout, checked.stdout
+    assert f"--forcerun {rel}" in checked.stdout
+    proc = _snakemake(["--forcerun", "summarize", "results/summary/accuracy.md"], run, workflow, check=False)
+    log = (run / "logs/summarize/accuracy.log").read_text()
+    assert proc.returncode != 0 and f"{rel} is not the file its producer wrote" in log and "rule score" in log
+    _snakemake(["--forcerun", str(rel), "results/summary/accuracy.md"], run, workflow)
+    assert subprocess.run([sys.executable, "-m", "lrmrepro.verify"], cwd=run, env=env).returncode == 0
+
+
 def test_a_cpu_label_of_another_machine_is_refused_when_the_dag_is_built(finished_run, tmp_path):
     """A study naming another CPU kind's label for runs that are not here would generate them on this CPU under
     that label: refused before anything runs, naming the label, this machine's label and a missing file."""

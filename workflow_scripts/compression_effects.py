@@ -14,7 +14,7 @@ with rule_log(snakemake) as log:
     pooling = dict(p.pooling)
     check_pooling(p.runs, [k for k in LABELS if k != "compression"], allow_mixed=pooling["allow_mixed"],
                   aliases=pooling["aliases"])
-    noise = pl.read_parquet(snakemake.input.noise) if snakemake.input.get("noise") else None
+    noise = io.read_parquet(snakemake.input.noise) if snakemake.input.get("noise") else None
     effects = compression_effects(list(p.runs), noise, p.noise_experiment, resamples=int(p.resamples),
                                   seed=int(p.seed), level=float(p.level))
     io.write_parquet(effects, snakemake.output.effects)

@@ -1,8 +1,8 @@
 """Rule figure_accuracy: accuracy bar chart from the summary table only."""
-import polars as pl
 
 from lrmrepro.figures.accuracy import accuracy_figure
 from lrmrepro.runlog import rule_log
+from lrmrepro import io
 
 with rule_log(snakemake):
-    accuracy_figure(pl.read_parquet(snakemake.input.summary), list(snakemake.output))
+    accuracy_figure(io.read_parquet(snakemake.input.summary), list(snakemake.output))

@@ -1,5 +1,4 @@
 """Rule score: extracted answer, extraction rule and correctness for every generation, under the run's policy."""
-import polars as pl
 
 from lrmrepro import io
 from lrmrepro.provenance import Timer, write_meta
@@ -8,8 +7,8 @@ from lrmrepro.sandbox import Limits, isolation_level, program_limits
 from lrmrepro.scoring import score_table, scoring_stats
 
 with rule_log(snakemake) as log:
-    items = pl.read_parquet(snakemake.input.tasks)
-    gens = pl.read_parquet(snakemake.input.generations, columns=["id", "sample_idx", "text", "finish_reason"])
+    items = io.read_parquet(snakemake.input.tasks)
+    gens = io.read_parquet(snakemake.input.generations, columns=["id", "sample_idx", "text", "finish_reason"])
     weak_ok = bool(snakemake.params.allow_weak_sandbox)
     policy = str(snakemake.params.policy)
     runs_code = "program" in set(items.get_column("answer_format"))

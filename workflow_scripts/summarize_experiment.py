@@ -7,4 +7,4 @@ from lrmrepro.stats.labels import LABELS
 
 with rule_log(snakemake):
     runs = pl.DataFrame([{k: r[k] for k in LABELS} for r in snakemake.params.runs])
-    io.write_parquet(pl.read_parquet(snakemake.input.summary).join(runs, on=LABELS, how="semi"), snakemake.output.summary)
+    io.write_parquet(io.read_parquet(snakemake.input.summary).join(runs, on=LABELS, how="semi"), snakemake.output.summary)

@@ -24,6 +24,9 @@ def rule_log(snakemake: Any) -> Iterator[logging.Logger]:
     logging.captureWarnings(True)
     logger = logging.getLogger(f"lrmrepro.rule.{snakemake.rule}")
     logger.info("rule %s wildcards=%s", snakemake.rule, dict(snakemake.wildcards))
+    from . import io
+
+    io.set_producer(snakemake.rule)  # named in the record of every table this job writes
     # the job stops (with its child processes) when the Snakemake process that started it is killed
     from .jobguard import guard_job
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -158,6 +159,12 @@ class ChunkStore:
         cache)."""
         if self.cache is None or not self.table_path.exists():
             return None
+        try:
+            io.check_artifact(self.table_path)
+        except io.ArtifactError as e:  # a damaged cache entry is a miss, never a table
+            logging.getLogger(__name__).warning("cache entry discarded: %s", e)
+            self.table_path.unlink(missing_ok=True)
+            return None
         table = pq.read_table(self.table_path, schema=GENERATION_SCHEMA)
         io.write_parquet(table, self.output)
         return table
@@ -169,7 +176,7 @@ class ChunkStore:
         return sorted(int(p.stem.split("-")[1]) for p in self.dir.glob("chunk-*.parquet"))
 
     def write(self, chunk_idx: int, rows: Sequence[dict[str, Any]]) -> None:
-        io.write_parquet(rows_to_table(rows), self._path(chunk_idx))
+        io.write_parquet(rows_to_table(rows), self._path(chunk_idx), record=False)
 
     def finalize(self, n_chunks: int) -> pa.Table:
         missing = [i for i in range(n_chunks) if not self.done(i)]

@@ -28,6 +28,7 @@ from .. import hardware as hw
 from ..provenance import Timer, hardware, hardware_label, write_meta
 from ..runs import Engine, Run
 from .common import Decoding
+from .. import io
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,6 @@ class PreparedRun:
 def prepare(job: Job, tokenizer: Any,
             encode: Callable[[list[str]], list[list[int]]] | None = None) -> list[PreparedRun]:
     """Every run's items and prompts; each task's items are read, prompted (and tokenized with ``encode``) once."""
-    import polars as pl
 
     from ..prompts import build_prompts_for_items
 
@@ -110,7 +110,7 @@ def prepare(job: Job, tokenizer: Any,
     for spec in job.runs:
         key = (spec.tasks_parquet, spec.prompt_style)
         if key not in cache:
-            items = pl.read_parquet(spec.tasks_parquet)
+            items = io.read_parquet(spec.tasks_parquet)
             prompts = build_prompts_for_items(items, spec.prompt_style, tokenizer)
             cache[key] = (items.get_column("id").to_list(), prompts, encode(prompts) if encode else None)
         ids, prompts, token_ids = cache[key]

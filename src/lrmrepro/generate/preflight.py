@@ -63,14 +63,13 @@ def points(engines: dict[Any, list[Any]], config: dict[str, Any], aliases: dict[
 def job_spec(point: dict[str, Any], workdir: str | Path) -> list[dict[str, Any]]:
     """The engine job of a preflight point (``point``: backend, precision, parallel, hardware, hardware_patterns, model,
     tasks_parquet, prompt_style): one run of ``N_ITEMS`` items, greedy, ``MAX_NEW_TOKENS`` tokens, in ``workdir``."""
-    import polars as pl
 
     from .. import io
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     items = workdir / "items.parquet"
-    io.write_parquet(pl.read_parquet(point["tasks_parquet"]).head(N_ITEMS), items)
+    io.write_parquet(io.read_parquet(point["tasks_parquet"]).head(N_ITEMS), items)
     run = {"model": point["model"], "compression": "none", "task": point["task"], "precision": point["precision"],
            "backend": point["backend"], "parallel": int(point["parallel"]), "batch_size": N_ITEMS,
            "hardware": point["hardware"], "decoding": "preflight"}
@@ -82,13 +81,12 @@ def job_spec(point: dict[str, Any], workdir: str | Path) -> list[dict[str, Any]]
 
 def report(point: dict[str, Any], spec: dict[str, Any], seconds: float) -> dict[str, Any]:
     """What a passed preflight writes: the point, what it generated, and the environment it detected."""
-    import polars as pl
 
     from .. import io
     from ..provenance import run_environment
 
     meta = io.read_json(spec["meta"])
-    gens = pl.read_parquet(spec["output"], columns=["id", "output_length"])
+    gens = io.read_parquet(spec["output"], columns=["id", "output_length"])
     return {"status": "passed", "point": {k: point[k] for k in ("backend", "precision", "parallel", "hardware")},
             "model": point["model"], "task": point["task"], "items": gens.height,
             "tokens": int(gens.get_column("output_length").sum()), "seconds": round(seconds, 2),

@@ -10,7 +10,6 @@ from typing import Any, Iterable
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .. import io
 from .attribution import attribution_patching
@@ -37,7 +36,7 @@ def label_file(generations_path: str | os.PathLike, tokenizer_dir: str | os.Path
         raise ValueError(f"labeller must be one of {LABELLERS}, got {labeller!r}")
     if labeller == "judge" and judge_generate is None:
         raise ValueError("labeller 'judge' needs a judge_generate(prompts) -> texts callable")
-    gens = pq.read_table(generations_path, columns=["id", "sample_idx", "prompt", "text"])
+    gens = io.read_arrow(generations_path, columns=["id", "sample_idx", "prompt", "text"])
     tok = load_tokenizer(tokenizer_dir)
     spans = label_generations(gens, tok, labeller=judge_labeller(judge_generate) if labeller == "judge" else None)
     io.write_parquet(spans, out_path)
@@ -62,8 +61,8 @@ def score_model(model_dir: str | os.PathLike, generations_path: str | os.PathLik
         raise ValueError(f"unknown behaviours {unknown}; allowed: {', '.join(LABELS)}")
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
-    gens = pq.read_table(generations_path, columns=["id", "sample_idx", "prompt", "text"])
-    spans = pq.read_table(spans_path)
+    gens = io.read_arrow(generations_path, columns=["id", "sample_idx", "prompt", "text"])
+    spans = io.read_arrow(spans_path)
     tok = load_tokenizer(model_dir)
     model = load_model(model_dir, "fp32").to(device)
     t0 = time.perf_counter()
@@ -114,15 +113,15 @@ def protect_from_scores(scores_path: str | os.PathLike, out_path: str | os.PathL
     are unchanged."""
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-    ranking = rank_modules(pl.read_parquet(scores_path), score=score, behaviour=behaviour)
+    ranking = rank_modules(io.read_parquet(scores_path), score=score, behaviour=behaviour)
     spec = protected_spec(ranking, recipe, k=k, weight_fraction=weight_fraction,
                           source={**(source or {}), "scores": str(scores_path), "score": score,
                                   "behaviour": behaviour})
     if stability_path is not None:
-        forms = pl.read_parquet(formulations_path) if formulations_path is not None else None
+        forms = io.read_parquet(formulations_path) if formulations_path is not None else None
         tables = ({f: forms.filter(pl.col("formulation") == f).drop("formulation")
                    for f in forms["formulation"].unique(maintain_order=True).to_list()} if forms is not None else {})
-        spec["stability"] = protection_record(pl.read_parquet(stability_path), tables, spec["ignore"],
+        spec["stability"] = protection_record(io.read_parquet(stability_path), tables, spec["ignore"],
                                               formulation=formulation, score=score, behaviour=behaviour, k=k,
                                               weight_fraction=weight_fraction)
     write_spec(spec, out_path)
@@ -148,8 +147,8 @@ def stability_file(model_dir: str | os.PathLike, generations_path: str | os.Path
 
     if k is None and weight_fraction is None:
         k = DEFAULT_STABILITY_K
-    gens = pq.read_table(generations_path, columns=["id", "sample_idx", "prompt", "text"])
-    spans = pq.read_table(spans_path)
+    gens = io.read_arrow(generations_path, columns=["id", "sample_idx", "prompt", "text"])
+    spans = io.read_arrow(spans_path)
     tok = load_tokenizer(model_dir)
     model = load_model(model_dir, "fp32").to(device)
     t0 = time.perf_counter()
@@ -157,7 +156,7 @@ def stability_file(model_dir: str | os.PathLike, generations_path: str | os.Path
                           per_trace=True)
     t1 = time.perf_counter()
     tables = {f: pl.from_arrow(st.table()) for f, st in stats.items()}
-    check_same_scores(tables[formulation], pl.read_parquet(scores_path))
+    check_same_scores(tables[formulation], io.read_parquet(scores_path))
     forms = pl.concat([t.select(pl.lit(f).alias("formulation"), pl.all()) for f, t in tables.items()])
     io.write_parquet(forms.to_arrow(), out_formulations)
     stab = stability_table(stats, resamples=resamples, seed=seed, level=level, k=k, weight_fraction=weight_fraction,

@@ -27,6 +27,7 @@ import polars as pl
 from .bootstrap import LEVEL, RESAMPLES, SEED, _indices, _percentiles
 from .labels import CONFIG_KEYS, LABEL_SCHEMA, LABELS
 from .nondeterminism import std
+from .. import io
 
 AVERAGE = "average"
 
@@ -40,7 +41,7 @@ SCHEMA = {
 
 def per_problem_scores(ref: Mapping[str, Any]) -> tuple[pl.DataFrame, bool]:
     """(id -> score) of one run, sorted by id, and whether it is a short-text task (EM/F1 scored)."""
-    scores = pl.read_parquet(ref["scores"])
+    scores = io.read_parquet(ref["scores"])
     short = "em" in scores.columns and scores.get_column("em").is_not_null().any()
     per = scores.group_by("id").agg(pl.col("correct").cast(pl.Float64).mean().alias("score")).sort("id")
     return per, bool(short)

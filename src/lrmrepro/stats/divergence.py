@@ -31,10 +31,10 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .labels import CONFIG_KEYS, CONFIG_SCHEMA, GROUP_KEYS, GROUP_SCHEMA, LABELS
 from .nondeterminism import DEFAULT_DDOF, _padded
+from .. import io
 
 NEAR_TIE_SIGMAS = 3.0
 TOP_K = 5
@@ -56,7 +56,7 @@ EXPOSURE_SCHEMA = {
 
 def _keys_and_tokens(ref: Mapping[str, Any]) -> tuple[pl.DataFrame, pl.Series]:
     """A run's (id, sample_idx) rows in sorted order, the permutation that sorts its file, and its token ids."""
-    gens = pl.read_parquet(ref["generations"], columns=["id", "sample_idx", "token_ids"]).with_row_index("row")
+    gens = io.read_parquet(ref["generations"], columns=["id", "sample_idx", "token_ids"]).with_row_index("row")
     gens = gens.sort(["id", "sample_idx"])
     return gens.select("id", "sample_idx", "row"), gens.get_column("token_ids")
 
@@ -71,7 +71,7 @@ def _topk_columns(ref: Mapping[str, Any], order: np.ndarray, width: int, positio
     where fewer candidates were stored), rows in ``order`` (file rows of the sorted problems), and its top-k ids at
     ``positions`` (one per problem, -1: not needed; None where the sequence ended). One read of the file, numpy on
     arrow's flat buffers: no per-token Python objects."""
-    table = pq.read_table(ref["generations"], columns=["topk_ids", "topk_logprobs"])
+    table = io.read_arrow(ref["generations"], columns=["topk_ids", "topk_logprobs"])
     lps, ids = _flat(table.column("topk_logprobs")), _flat(table.column("topk_ids"))
     inner = lps.values.offsets.to_numpy()  # per position: its candidates in the flat list of values
     values = lps.values.values.to_numpy(zero_copy_only=False)

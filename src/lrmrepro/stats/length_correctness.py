@@ -36,6 +36,7 @@ import polars as pl
 
 from .bootstrap import LEVEL, RESAMPLES, SEED, _indices, _percentiles
 from .labels import CONFIG_KEYS, LABEL_SCHEMA, LABELS
+from .. import io
 
 #: what one table row pools over: the runtime configuration (but not the backend, the engine that ran it)
 #: a class (correct / wrong) drawn from fewer problems gets no CI
@@ -67,8 +68,8 @@ def load_samples(run_refs: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
         missing = [k for k in LABELS + ["generations", "scores"] if k not in ref]
         if missing:
             raise ValueError(f"run ref #{i} lacks key(s) {missing}")
-        gens = pl.read_parquet(ref["generations"], columns=["id", "sample_idx", "output_length", "finish_reason"])
-        scores = pl.read_parquet(ref["scores"])
+        gens = io.read_parquet(ref["generations"], columns=["id", "sample_idx", "output_length", "finish_reason"])
+        scores = io.read_parquet(ref["scores"])
         keep = ["id", "sample_idx", "correct"] + (["truncated"] if "truncated" in scores.columns else [])
         df = gens.join(scores.select(keep), on=["id", "sample_idx"], how="left", validate="1:1")
         if df.get_column("correct").null_count():

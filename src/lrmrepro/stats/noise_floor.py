@@ -10,11 +10,12 @@ import numpy as np
 import polars as pl
 
 from .nondeterminism import _padded
+from .. import io
 
 
 def _as_generations(gen: pl.DataFrame | str | Path) -> pl.DataFrame:
     if isinstance(gen, (str, Path)):
-        gen = pl.read_parquet(gen, columns=["id", "sample_idx", "token_ids", "topk_ids", "topk_logprobs"])
+        gen = io.read_parquet(gen, columns=["id", "sample_idx", "token_ids", "topk_ids", "topk_logprobs"])
     return gen
 
 

@@ -27,6 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from .labels import CONFIG_KEYS, CONFIG_SCHEMA, GROUP_KEYS, GROUP_SCHEMA, LABELS
+from .. import io
 
 DEFAULT_DDOF = 1
 
@@ -49,9 +50,9 @@ def _check_ref(ref: Mapping[str, Any], i: int) -> None:
 
 def load_run(ref: Mapping[str, Any]) -> pl.DataFrame:
     """One run (generations + scores parquet) as rows of the runs frame (see ``RUNS_SCHEMA``)."""
-    gens = pl.read_parquet(ref["generations"], columns=["id", "sample_idx", "token_ids", "output_length",
+    gens = io.read_parquet(ref["generations"], columns=["id", "sample_idx", "token_ids", "output_length",
                                                          "topk_logprobs"])
-    scores = pl.read_parquet(ref["scores"], columns=["id", "sample_idx", "correct"])
+    scores = io.read_parquet(ref["scores"], columns=["id", "sample_idx", "correct"])
     df = gens.join(scores, on=["id", "sample_idx"], how="left", validate="1:1")
     if df.get_column("correct").null_count():
         raise ValueError(f"{ref['scores']}: no score for {df.get_column('correct').null_count()} generation row(s) "

@@ -51,8 +51,8 @@ def summary_row(labels: dict[str, Any], scores: pl.DataFrame, gens: pl.DataFrame
 
 
 def summarize_run(ref: dict[str, Any], **ci: Any) -> dict[str, Any]:
-    scores = pl.read_parquet(ref["scores"])
-    gens = pl.read_parquet(ref["generations"], columns=["id", "sample_idx", "output_length", "finish_reason"])
+    scores = io.read_parquet(ref["scores"])
+    gens = io.read_parquet(ref["generations"], columns=["id", "sample_idx", "output_length", "finish_reason"])
     return summary_row(ref, scores, gens, **ci)
 
 
