@@ -23,7 +23,7 @@ from lrmrepro.provenance import hardware_label, machine_record
 from lrmrepro.relabel import LegacyResults, check_results
 from lrmrepro.models.context import ContextError, check_max_new_tokens, model_contexts
 from lrmrepro.runs import BACKENDS, CHECKPOINT, TASK_ITEMS, Engine, Run
-from lrmrepro.study import Study, StudyError
+from lrmrepro.study import Study, StudyError, study_folders, study_name
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
 #     which replace it (they are never merged into config.yaml's grid). --config KEY=VALUE overrides either.
@@ -52,6 +52,9 @@ try:
     # experiments, their runs (each grid expanded once), the engines (one model load per grid point, the
     # importance stage's traces included), every run's scoring policy (a run two experiments share gets one)
     STUDY = Study(config, resolve_hardware)
+    # the study's own statistics, tables, figures and summary (per-run artifacts are shared by every study)
+    STUDY_NAME = study_name(config, STUDY_FILES)
+    STUDY_RESULTS, STUDY_LOGS = study_folders(STUDY_NAME)
     # runs under a CPU label from before labels named the ISA are renamed or moved away, never run beside
     check_results("results", {run.hardware for run in STUDY.runs})
     # a CPU label names the numerics: runs under another CPU's label are made on that CPU, never generated here
@@ -69,6 +72,17 @@ except LegacyResults as err:
 RUNS = STUDY.runs
 ENGINES = STUDY.engines
 EXPERIMENTS = STUDY.experiments
+
+
+def S(path):
+    """A path of this study's own artifacts (statistics, tables, figures, summary): results/<path> for the default
+    study, results/studies/<name>/<path> for another (the schema's `study`)."""
+    return f"{STUDY_RESULTS}/{path}"
+
+
+def SLOG(path):
+    """The log of a rule that makes this study's own artifacts."""
+    return f"{STUDY_LOGS}/{path}"
 
 
 def scoring_policy(wildcards):
@@ -311,7 +325,7 @@ def noise_experiment(wildcards):
 
 def noise_summary(wildcards):
     name = noise_experiment(wildcards)
-    return f"results/summary/{name}/accuracy.parquet" if name else []
+    return S(f"summary/{name}/accuracy.parquet") if name else []
 
 
 def experiment_compressed_names(wildcards):
@@ -348,7 +362,7 @@ def protection_base_scores(wildcards):
 
 def protection_summary(wildcards):
     name = IMPORTANCE["protection_figure"].get("experiment", IMPORTANCE["experiment"])
-    return f"results/summary/{name}/accuracy.parquet"
+    return S(f"summary/{name}/accuracy.parquet")
 
 
 def importance_targets():
@@ -356,13 +370,13 @@ def importance_targets():
         return []
     out = []
     for model in IMPORTANCE["models"]:
-        out.append(f"results/figures/importance/{model}/none/heatmap.png")
-        out.append(f"results/figures/importance/{model}/none/rank_stability.png")
-        out += [f"results/figures/importance/{model}/{c}/change_vs_base.png" for c in IMPORTANCE["compare"]]
+        out.append(S(f"figures/importance/{model}/none/heatmap.png"))
+        out.append(S(f"figures/importance/{model}/none/rank_stability.png"))
+        out += [S(f"figures/importance/{model}/{c}/change_vs_base.png") for c in IMPORTANCE["compare"]]
         if IMPORTANCE["protect"]:
             out.append(f"results/importance/{model}/protect_spec.json")
     if "protection_figure" in IMPORTANCE:
-        out.append("results/figures/importance/protection.png")
+        out.append(S("figures/importance/protection.png"))
     return out
 
 
@@ -392,33 +406,33 @@ def figure_formats():
 
 def final_targets():
     targets = [
-        "results/summary/accuracy.parquet",
-        "results/summary/accuracy.md",
-        *expand("results/figures/accuracy.{ext}", ext=figure_formats()),
+        S("summary/accuracy.parquet"),
+        S("summary/accuracy.md"),
+        *expand(S("figures/accuracy.{ext}"), ext=figure_formats()),
     ]
     for exp in STUDY.stats_experiments():
         name = exp.name
-        targets.append(f"results/stats/{name}/metrics.parquet")
+        targets.append(S(f"stats/{name}/metrics.parquet"))
         if exp.noise_floor_run is not None:
-            targets.append(f"results/stats/{name}/noise_floor.json")
+            targets.append(S(f"stats/{name}/noise_floor.json"))
         if exp.greedy:  # greedy runs: Tables 3-4, Figures 4-5, divergence diagnostics
-            targets += [f"results/tables/{name}/table3_std_acc.md", f"results/figures/{name}/figure4_std_top1_prob.png",
-                        f"results/tables/{name}/divergence_diagnostics.md",
-                        f"results/figures/{name}/divergence_margins.png"]
+            targets += [S(f"tables/{name}/table3_std_acc.md"), S(f"figures/{name}/figure4_std_top1_prob.png"),
+                        S(f"tables/{name}/divergence_diagnostics.md"),
+                        S(f"figures/{name}/divergence_margins.png")]
             if exp.compares_compressions:  # nondeterminism per compression
-                targets += [f"results/tables/{name}/compressed_nondeterminism.md",
-                            f"results/figures/{name}/diverging_share.png"]
+                targets += [S(f"tables/{name}/compressed_nondeterminism.md"),
+                            S(f"figures/{name}/diverging_share.png")]
         if exp.sampled:  # sampled runs: Table 5
-            targets.append(f"results/tables/{name}/table5_pass1_std.md")
+            targets.append(S(f"tables/{name}/table5_pass1_std.md"))
     for exp in STUDY.compression_experiments():
-        targets += [f"results/tables/{exp.name}/compression_main_results.md",
-                    f"results/figures/{exp.name}/bits_vs_accuracy.png"]
+        targets += [S(f"tables/{exp.name}/compression_main_results.md"),
+                    S(f"figures/{exp.name}/bits_vs_accuracy.png")]
     for exp in STUDY.sparsity_experiments():
-        targets += [f"results/figures/{exp.name}/sparsity_sweep.png"]
+        targets += [S(f"figures/{exp.name}/sparsity_sweep.png")]
     for name in EXPERIMENTS:  # output length of correct vs wrong answers, every experiment
-        targets += [f"results/tables/{name}/length_correctness.md", f"results/figures/{name}/length_correctness.png"]
+        targets += [S(f"tables/{name}/length_correctness.md"), S(f"figures/{name}/length_correctness.png")]
     for exp in STUDY.weight_count_experiments():  # finding (1): weight count, knowledge vs reasoning
-        targets += [f"results/tables/{exp.name}/weight_count_knowledge_vs_reasoning.md"]
+        targets += [S(f"tables/{exp.name}/weight_count_knowledge_vs_reasoning.md")]
     return targets + importance_targets() + artifact_targets()
 
 
@@ -429,8 +443,8 @@ def artifact_targets():
     targets = [path for r in RUNS for path in (r.generations, r.meta, r.scores)]
     for exp in STUDY.stats_experiments():
         if exp.greedy:
-            targets += [f"results/stats/{exp.name}/divergence_points.parquet",
-                        f"results/stats/{exp.name}/divergence_exposure.parquet"]
+            targets += [S(f"stats/{exp.name}/divergence_points.parquet"),
+                        S(f"stats/{exp.name}/divergence_exposure.parquet")]
     return targets
 
 

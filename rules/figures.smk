@@ -3,10 +3,10 @@
 
 rule figure_accuracy:
     input:
-        summary="results/summary/accuracy.parquet",
+        summary=S("summary/accuracy.parquet"),
     output:
         report(
-            expand("results/figures/accuracy.{ext}", ext=figure_formats()),
+            expand(S("figures/accuracy.{ext}"), ext=figure_formats()),
             caption="../docs/report/accuracy.rst",
             category="Accuracy",
         ),
@@ -15,59 +15,59 @@ rule figure_accuracy:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/figures/accuracy.log",
+        SLOG("figures/accuracy.log"),
     benchmark:
-        "results/benchmarks/figures/accuracy.tsv"
+        S("benchmarks/figures/accuracy.tsv")
     script:
         "../workflow_scripts/figure_accuracy.py"
 
 
 rule figures_nondeterminism:
     input:
-        metrics="results/stats/{experiment}/metrics.parquet",
-        divergence="results/stats/{experiment}/divergence.parquet",
+        metrics=S("stats/{experiment}/metrics.parquet"),
+        divergence=S("stats/{experiment}/divergence.parquet"),
     output:
-        table3_csv="results/tables/{experiment}/table3_std_acc.csv",
-        table3_md=report("results/tables/{experiment}/table3_std_acc.md", category="Nondeterminism",
+        table3_csv=S("tables/{experiment}/table3_std_acc.csv"),
+        table3_md=report(S("tables/{experiment}/table3_std_acc.md"), category="Nondeterminism",
                          subcategory="{experiment}", labels={"table": "3: Std@Acc"}),
-        table4_csv="results/tables/{experiment}/table4_std_output_length.csv",
-        table4_md=report("results/tables/{experiment}/table4_std_output_length.md", category="Nondeterminism",
+        table4_csv=S("tables/{experiment}/table4_std_output_length.csv"),
+        table4_md=report(S("tables/{experiment}/table4_std_output_length.md"), category="Nondeterminism",
                          subcategory="{experiment}", labels={"table": "4: Avg_Std@Output_Length"}),
-        figure4_png=report("results/figures/{experiment}/figure4_std_top1_prob.png",
+        figure4_png=report(S("figures/{experiment}/figure4_std_top1_prob.png"),
                            caption="../docs/report/figure4.rst", category="Nondeterminism",
                            subcategory="{experiment}", labels={"figure": "4: Avg_Std@top1_prob"}),
-        figure4_pdf="results/figures/{experiment}/figure4_std_top1_prob.pdf",
-        figure5_png=report("results/figures/{experiment}/figure5_div_index.png",
+        figure4_pdf=S("figures/{experiment}/figure4_std_top1_prob.pdf"),
+        figure5_png=report(S("figures/{experiment}/figure5_div_index.png"),
                            caption="../docs/report/figure5.rst", category="Nondeterminism",
                            subcategory="{experiment}", labels={"figure": "5: Div_Index"}),
-        figure5_pdf="results/figures/{experiment}/figure5_div_index.pdf",
+        figure5_pdf=S("figures/{experiment}/figure5_div_index.pdf"),
     params:
         code=code_of("figures_nondeterminism.py"),
     conda:
         "../envs/core.yaml"
     log:
-        "logs/figures_nondeterminism/{experiment}.log",
+        SLOG("figures_nondeterminism/{experiment}.log"),
     benchmark:
-        "results/benchmarks/figures_nondeterminism/{experiment}.tsv"
+        S("benchmarks/figures_nondeterminism/{experiment}.tsv")
     script:
         "../workflow_scripts/figures_nondeterminism.py"
 
 
 rule table_pass1_std:
     input:
-        metrics="results/stats/{experiment}/metrics.parquet",
+        metrics=S("stats/{experiment}/metrics.parquet"),
     output:
-        table5_csv="results/tables/{experiment}/table5_pass1_std.csv",
-        table5_md=report("results/tables/{experiment}/table5_pass1_std.md", category="Nondeterminism",
+        table5_csv=S("tables/{experiment}/table5_pass1_std.csv"),
+        table5_md=report(S("tables/{experiment}/table5_pass1_std.md"), category="Nondeterminism",
                          subcategory="{experiment}", labels={"table": "5: Pass@1 std"}),
     params:
         code=code_of("table_pass1_std.py"),
     conda:
         "../envs/core.yaml"
     log:
-        "logs/table_pass1_std/{experiment}.log",
+        SLOG("table_pass1_std/{experiment}.log"),
     benchmark:
-        "results/benchmarks/table_pass1_std/{experiment}.tsv"
+        S("benchmarks/table_pass1_std/{experiment}.tsv")
     script:
         "../workflow_scripts/table_pass1_std.py"
 
@@ -77,114 +77,114 @@ rule compression_info:
         base=experiment_base_checkpoint,
         checkpoints=experiment_checkpoints,
     output:
-        info="results/summary/{experiment}/compression_info.parquet",
+        info=S("summary/{experiment}/compression_info.parquet"),
     params:
         names=experiment_compressed_names,
         code=code_of("compression_info.py"),
     conda:
         "../envs/core.yaml"
     log:
-        "logs/compression_info/{experiment}.log",
+        SLOG("compression_info/{experiment}.log"),
     benchmark:
-        "results/benchmarks/compression_info/{experiment}.tsv"
+        S("benchmarks/compression_info/{experiment}.tsv")
     script:
         "../workflow_scripts/compression_info.py"
 
 
 rule figures_compression:
     input:
-        summary="results/summary/{experiment}/accuracy.parquet",
-        info="results/summary/{experiment}/compression_info.parquet",
-        effects="results/stats/{experiment}/compression_effects.parquet",
+        summary=S("summary/{experiment}/accuracy.parquet"),
+        info=S("summary/{experiment}/compression_info.parquet"),
+        effects=S("stats/{experiment}/compression_effects.parquet"),
     output:
-        table_md=report("results/tables/{experiment}/compression_main_results.md", category="Compression",
+        table_md=report(S("tables/{experiment}/compression_main_results.md"), category="Compression",
                         subcategory="{experiment}", labels={"table": "main results"}),
-        table_csv="results/tables/{experiment}/compression_main_results.csv",
-        bits_png=report("results/figures/{experiment}/bits_vs_accuracy.png", caption="../docs/report/bits.rst",
+        table_csv=S("tables/{experiment}/compression_main_results.csv"),
+        bits_png=report(S("figures/{experiment}/bits_vs_accuracy.png"), caption="../docs/report/bits.rst",
                         category="Compression", subcategory="{experiment}", labels={"figure": "bits vs accuracy"}),
-        bits_pdf="results/figures/{experiment}/bits_vs_accuracy.pdf",
-        effects_png=report("results/figures/{experiment}/compression_vs_noise.png", caption="../docs/report/effects.rst",
+        bits_pdf=S("figures/{experiment}/bits_vs_accuracy.pdf"),
+        effects_png=report(S("figures/{experiment}/compression_vs_noise.png"), caption="../docs/report/effects.rst",
                            category="Compression", subcategory="{experiment}",
                            labels={"figure": "effect vs runtime noise"}),
-        effects_pdf="results/figures/{experiment}/compression_vs_noise.pdf",
+        effects_pdf=S("figures/{experiment}/compression_vs_noise.pdf"),
     params:
         decoding=experiment_first_decoding,
         code=code_of("figures_compression.py"),
     conda:
         "../envs/core.yaml"
     log:
-        "logs/figures_compression/{experiment}.log",
+        SLOG("figures_compression/{experiment}.log"),
     benchmark:
-        "results/benchmarks/figures_compression/{experiment}.tsv"
+        S("benchmarks/figures_compression/{experiment}.tsv")
     script:
         "../workflow_scripts/figures_compression.py"
 
 
 rule figure_sparsity_sweep:
     input:
-        summary="results/summary/{experiment}/accuracy.parquet",
-        info="results/summary/{experiment}/compression_info.parquet",
+        summary=S("summary/{experiment}/accuracy.parquet"),
+        info=S("summary/{experiment}/compression_info.parquet"),
     output:
-        sparsity_png=report("results/figures/{experiment}/sparsity_sweep.png", caption="../docs/report/sparsity.rst",
+        sparsity_png=report(S("figures/{experiment}/sparsity_sweep.png"), caption="../docs/report/sparsity.rst",
                             category="Compression", subcategory="{experiment}", labels={"figure": "sparsity sweep"}),
-        sparsity_pdf="results/figures/{experiment}/sparsity_sweep.pdf",
+        sparsity_pdf=S("figures/{experiment}/sparsity_sweep.pdf"),
     params:
         decoding=experiment_first_decoding,
         code=code_of("figure_sparsity_sweep.py"),
     conda:
         "../envs/core.yaml"
     log:
-        "logs/figure_sparsity_sweep/{experiment}.log",
+        SLOG("figure_sparsity_sweep/{experiment}.log"),
     benchmark:
-        "results/benchmarks/figure_sparsity_sweep/{experiment}.tsv"
+        S("benchmarks/figure_sparsity_sweep/{experiment}.tsv")
     script:
         "../workflow_scripts/figure_sparsity_sweep.py"
 
 
 rule figures_divergence:
     input:
-        points="results/stats/{experiment}/divergence_points.parquet",
-        exposure="results/stats/{experiment}/divergence_exposure.parquet",
+        points=S("stats/{experiment}/divergence_points.parquet"),
+        exposure=S("stats/{experiment}/divergence_exposure.parquet"),
     output:
-        table_md=report("results/tables/{experiment}/divergence_diagnostics.md", category="Nondeterminism",
+        table_md=report(S("tables/{experiment}/divergence_diagnostics.md"), category="Nondeterminism",
                         subcategory="{experiment}", labels={"table": "divergence diagnostics"}),
-        table_csv="results/tables/{experiment}/divergence_diagnostics.csv",
-        figure_png=report("results/figures/{experiment}/divergence_margins.png", caption="../docs/report/divergence.rst",
+        table_csv=S("tables/{experiment}/divergence_diagnostics.csv"),
+        figure_png=report(S("figures/{experiment}/divergence_margins.png"), caption="../docs/report/divergence.rst",
                           category="Nondeterminism", subcategory="{experiment}",
                           labels={"figure": "margin at divergence"}),
-        figure_pdf="results/figures/{experiment}/divergence_margins.pdf",
+        figure_pdf=S("figures/{experiment}/divergence_margins.pdf"),
     params:
         code=code_of("figures_divergence.py"),
     conda:
         "../envs/core.yaml"
     log:
-        "logs/figures_divergence/{experiment}.log",
+        SLOG("figures_divergence/{experiment}.log"),
     benchmark:
-        "results/benchmarks/figures_divergence/{experiment}.tsv"
+        S("benchmarks/figures_divergence/{experiment}.tsv")
     script:
         "../workflow_scripts/figures_divergence.py"
 
 
 rule figures_length_correctness:
     input:
-        table="results/stats/{experiment}/length_correctness.parquet",
-        samples="results/stats/{experiment}/length_samples.parquet",
+        table=S("stats/{experiment}/length_correctness.parquet"),
+        samples=S("stats/{experiment}/length_samples.parquet"),
     output:
-        table_md=report("results/tables/{experiment}/length_correctness.md", category="Output length",
+        table_md=report(S("tables/{experiment}/length_correctness.md"), category="Output length",
                         subcategory="{experiment}", labels={"table": "length of correct vs wrong answers"}),
-        table_csv="results/tables/{experiment}/length_correctness.csv",
-        figure_png=report("results/figures/{experiment}/length_correctness.png",
+        table_csv=S("tables/{experiment}/length_correctness.csv"),
+        figure_png=report(S("figures/{experiment}/length_correctness.png"),
                           caption="../docs/report/length_correctness.rst", category="Output length",
                           subcategory="{experiment}", labels={"figure": "length of correct vs wrong answers"}),
-        figure_pdf="results/figures/{experiment}/length_correctness.pdf",
+        figure_pdf=S("figures/{experiment}/length_correctness.pdf"),
     params:
         code=code_of("figures_length_correctness.py"),
     conda:
         "../envs/core.yaml"
     log:
-        "logs/figures_length_correctness/{experiment}.log",
+        SLOG("figures_length_correctness/{experiment}.log"),
     benchmark:
-        "results/benchmarks/figures_length_correctness/{experiment}.tsv"
+        S("benchmarks/figures_length_correctness/{experiment}.tsv")
     script:
         "../workflow_scripts/figures_length_correctness.py"
 
@@ -193,26 +193,26 @@ rule figures_length_correctness:
 # compressions and greedy decoding); from the stats stage's artifacts only
 rule figures_compressed_nondeterminism:
     input:
-        metrics="results/stats/{experiment}/metrics.parquet",
-        points="results/stats/{experiment}/divergence_points.parquet",
-        exposure="results/stats/{experiment}/divergence_exposure.parquet",
+        metrics=S("stats/{experiment}/metrics.parquet"),
+        points=S("stats/{experiment}/divergence_points.parquet"),
+        exposure=S("stats/{experiment}/divergence_exposure.parquet"),
     output:
-        table_md=report("results/tables/{experiment}/compressed_nondeterminism.md", category="Nondeterminism",
+        table_md=report(S("tables/{experiment}/compressed_nondeterminism.md"), category="Nondeterminism",
                         subcategory="{experiment}", labels={"table": "per compression"}),
-        table_csv="results/tables/{experiment}/compressed_nondeterminism.csv",
-        figure_png=report("results/figures/{experiment}/diverging_share.png",
+        table_csv=S("tables/{experiment}/compressed_nondeterminism.csv"),
+        figure_png=report(S("figures/{experiment}/diverging_share.png"),
                           caption="../docs/report/diverging_share.rst", category="Nondeterminism",
                           subcategory="{experiment}", labels={"figure": "diverging share per compression"}),
-        figure_pdf="results/figures/{experiment}/diverging_share.pdf",
+        figure_pdf=S("figures/{experiment}/diverging_share.pdf"),
     params:
         compressions=lambda wildcards: EXPERIMENTS[wildcards.experiment].compressions,
         code=code_of("figures_compressed_nondeterminism.py"),
     conda:
         "../envs/core.yaml"
     log:
-        "logs/figures_compressed_nondeterminism/{experiment}.log",
+        SLOG("figures_compressed_nondeterminism/{experiment}.log"),
     benchmark:
-        "results/benchmarks/figures_compressed_nondeterminism/{experiment}.tsv"
+        S("benchmarks/figures_compressed_nondeterminism/{experiment}.tsv")
     script:
         "../workflow_scripts/figures_compressed_nondeterminism.py"
 
@@ -223,16 +223,16 @@ rule figures_compressed_nondeterminism:
 rule figure_weight_count:
     input:
         scores=experiment_scores,
-        info="results/summary/{experiment}/compression_info.parquet",
+        info=S("summary/{experiment}/compression_info.parquet"),
         noise=noise_summary,
     output:
-        table_md=report("results/tables/{experiment}/weight_count_knowledge_vs_reasoning.md", category="Compression",
+        table_md=report(S("tables/{experiment}/weight_count_knowledge_vs_reasoning.md"), category="Compression",
                         subcategory="{experiment}", labels={"table": "weight count: knowledge vs reasoning"}),
-        table_csv="results/tables/{experiment}/weight_count_knowledge_vs_reasoning.csv",
-        figure_png=report("results/figures/{experiment}/weight_count_knowledge_vs_reasoning.png",
+        table_csv=S("tables/{experiment}/weight_count_knowledge_vs_reasoning.csv"),
+        figure_png=report(S("figures/{experiment}/weight_count_knowledge_vs_reasoning.png"),
                           caption="../docs/report/weight_count.rst", category="Compression",
                           subcategory="{experiment}", labels={"figure": "weight count: knowledge vs reasoning"}),
-        figure_pdf="results/figures/{experiment}/weight_count_knowledge_vs_reasoning.pdf",
+        figure_pdf=S("figures/{experiment}/weight_count_knowledge_vs_reasoning.pdf"),
     params:
         runs=experiment_run_refs,
         decoding=experiment_first_decoding,
@@ -246,8 +246,8 @@ rule figure_weight_count:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/figure_weight_count/{experiment}.log",
+        SLOG("figure_weight_count/{experiment}.log"),
     benchmark:
-        "results/benchmarks/figure_weight_count/{experiment}.tsv"
+        S("benchmarks/figure_weight_count/{experiment}.tsv")
     script:
         "../workflow_scripts/figure_weight_count.py"

@@ -101,9 +101,9 @@ rule importance_stability_report:
         stability="results/importance/{model}/{compression}/stability.parquet",
         comparison="results/importance/{model}/{compression}/comparison.parquet",
     output:
-        table="results/tables/importance/{model}/{compression}/stability.md",
+        table=S("tables/importance/{model}/{compression}/stability.md"),
         figure=report(
-            expand("results/figures/importance/{{model}}/{{compression}}/rank_stability.{ext}", ext=figure_formats()),
+            expand(S("figures/importance/{{model}}/{{compression}}/rank_stability.{ext}"), ext=figure_formats()),
             caption="../docs/report/importance_stability.rst", category="Importance", subcategory="{model} / {compression}",
         ),
     params:
@@ -114,9 +114,9 @@ rule importance_stability_report:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/importance_stability_report/{model}/{compression}.log",
+        SLOG("importance_stability_report/{model}/{compression}.log"),
     benchmark:
-        "results/benchmarks/importance_stability_report/{model}/{compression}.tsv"
+        S("benchmarks/importance_stability_report/{model}/{compression}.tsv")
     script:
         "../workflow_scripts/importance_stability_report.py"
 
@@ -177,7 +177,7 @@ rule importance_heatmap:
         scores="results/importance/{model}/{compression}/scores.parquet",
     output:
         heatmap=report(
-            expand("results/figures/importance/{{model}}/{{compression}}/heatmap.{ext}", ext=figure_formats()),
+            expand(S("figures/importance/{{model}}/{{compression}}/heatmap.{ext}"), ext=figure_formats()),
             caption="../docs/report/importance.rst", category="Importance", subcategory="{model} / {compression}",
         ),
     params:
@@ -186,9 +186,9 @@ rule importance_heatmap:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/importance_heatmap/{model}/{compression}.log",
+        SLOG("importance_heatmap/{model}/{compression}.log"),
     benchmark:
-        "results/benchmarks/importance_heatmap/{model}/{compression}.tsv"
+        S("benchmarks/importance_heatmap/{model}/{compression}.tsv")
     script:
         "../workflow_scripts/importance_heatmap.py"
 
@@ -198,10 +198,10 @@ rule importance_change:
         scores="results/importance/{model}/{compressed}/scores.parquet",
         base_scores="results/importance/{model}/none/scores.parquet",
     output:
-        heatmap=expand("results/figures/importance/{{model}}/{{compressed}}/heatmap_of_change.{ext}",
+        heatmap=expand(S("figures/importance/{{model}}/{{compressed}}/heatmap_of_change.{ext}"),
                        ext=figure_formats()),
         change=report(
-            expand("results/figures/importance/{{model}}/{{compressed}}/change_vs_base.{ext}", ext=figure_formats()),
+            expand(S("figures/importance/{{model}}/{{compressed}}/change_vs_base.{ext}"), ext=figure_formats()),
             caption="../docs/report/importance_change.rst", category="Importance", subcategory="{model} / {compressed}",
         ),
     params:
@@ -210,9 +210,9 @@ rule importance_change:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/importance_change/{model}/{compressed}.log",
+        SLOG("importance_change/{model}/{compressed}.log"),
     benchmark:
-        "results/benchmarks/importance_change/{model}/{compressed}.tsv"
+        S("benchmarks/importance_change/{model}/{compressed}.tsv")
     script:
         "../workflow_scripts/importance_change.py"
 
@@ -222,9 +222,9 @@ rule protection_figure:
         accuracy=protection_summary,
         scores=protection_base_scores,
     output:
-        heatmap=expand("results/figures/importance/protection_ranking.{ext}", ext=figure_formats()),
+        heatmap=expand(S("figures/importance/protection_ranking.{ext}"), ext=figure_formats()),
         protection=report(
-            expand("results/figures/importance/protection.{ext}", ext=figure_formats()),
+            expand(S("figures/importance/protection.{ext}"), ext=figure_formats()),
             caption="../docs/report/protection.rst", category="Importance",
         ),
     params:
@@ -234,8 +234,8 @@ rule protection_figure:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/protection_figure/protection.log",
+        SLOG("protection_figure/protection.log"),
     benchmark:
-        "results/benchmarks/protection_figure/protection.tsv"
+        S("benchmarks/protection_figure/protection.tsv")
     script:
         "../workflow_scripts/protection_figure.py"

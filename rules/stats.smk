@@ -9,10 +9,10 @@ rule stats_nondeterminism:
         generations=experiment_generations,
         metas=experiment_metas,
     output:
-        metrics="results/stats/{experiment}/metrics.parquet",
-        divergence="results/stats/{experiment}/divergence.parquet",
-        passk="results/stats/{experiment}/passk.parquet",
-        meta="results/stats/{experiment}/meta.json",
+        metrics=S("stats/{experiment}/metrics.parquet"),
+        divergence=S("stats/{experiment}/divergence.parquet"),
+        passk=S("stats/{experiment}/passk.parquet"),
+        meta=S("stats/{experiment}/meta.json"),
     params:
         runs=experiment_run_refs,
         ks=pass_at_ks,
@@ -21,9 +21,9 @@ rule stats_nondeterminism:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/stats_nondeterminism/{experiment}.log",
+        SLOG("stats_nondeterminism/{experiment}.log"),
     benchmark:
-        "results/benchmarks/stats_nondeterminism/{experiment}.tsv"
+        S("benchmarks/stats_nondeterminism/{experiment}.tsv")
     script:
         "../workflow_scripts/stats_nondeterminism.py"
 
@@ -33,7 +33,7 @@ rule noise_floor:
         first=noise_floor_run,
         repeat=noise_floor_repeat,
     output:
-        report=report("results/stats/{experiment}/noise_floor.json", category="Nondeterminism",
+        report=report(S("stats/{experiment}/noise_floor.json"), category="Nondeterminism",
                       subcategory="{experiment}", labels={"table": "noise floor"}),
     params:
         run=noise_floor_labels,
@@ -41,9 +41,9 @@ rule noise_floor:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/noise_floor/{experiment}.log",
+        SLOG("noise_floor/{experiment}.log"),
     benchmark:
-        "results/benchmarks/noise_floor/{experiment}.tsv"
+        S("benchmarks/noise_floor/{experiment}.tsv")
     script:
         "../workflow_scripts/noise_floor.py"
 
@@ -55,9 +55,9 @@ rule stats_divergence:
         generations=experiment_generations,
         metas=experiment_metas,
     output:
-        points="results/stats/{experiment}/divergence_points.parquet",
-        exposure="results/stats/{experiment}/divergence_exposure.parquet",
-        meta="results/stats/{experiment}/divergence.meta.json",
+        points=S("stats/{experiment}/divergence_points.parquet"),
+        exposure=S("stats/{experiment}/divergence_exposure.parquet"),
+        meta=S("stats/{experiment}/divergence.meta.json"),
     params:
         runs=experiment_run_refs,
         near_tie_sigmas=config["statistics"]["near_tie_sigmas"],
@@ -66,9 +66,9 @@ rule stats_divergence:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/stats_divergence/{experiment}.log",
+        SLOG("stats_divergence/{experiment}.log"),
     benchmark:
-        "results/benchmarks/stats_divergence/{experiment}.tsv"
+        S("benchmarks/stats_divergence/{experiment}.tsv")
     script:
         "../workflow_scripts/stats_divergence.py"
 
@@ -80,7 +80,7 @@ rule compression_effects:
         metas=experiment_metas,
         noise=noise_summary,
     output:
-        effects="results/stats/{experiment}/compression_effects.parquet",
+        effects=S("stats/{experiment}/compression_effects.parquet"),
     params:
         runs=experiment_run_refs,
         noise_experiment=noise_experiment,
@@ -92,9 +92,9 @@ rule compression_effects:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/compression_effects/{experiment}.log",
+        SLOG("compression_effects/{experiment}.log"),
     benchmark:
-        "results/benchmarks/compression_effects/{experiment}.tsv"
+        S("benchmarks/compression_effects/{experiment}.tsv")
     script:
         "../workflow_scripts/compression_effects.py"
 
@@ -107,8 +107,8 @@ rule stats_length_correctness:
         generations=experiment_generations,
         metas=experiment_metas,
     output:
-        table="results/stats/{experiment}/length_correctness.parquet",
-        samples="results/stats/{experiment}/length_samples.parquet",
+        table=S("stats/{experiment}/length_correctness.parquet"),
+        samples=S("stats/{experiment}/length_samples.parquet"),
     params:
         runs=experiment_run_refs,
         resamples=config["statistics"]["bootstrap_resamples"],
@@ -119,8 +119,8 @@ rule stats_length_correctness:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/stats_length_correctness/{experiment}.log",
+        SLOG("stats_length_correctness/{experiment}.log"),
     benchmark:
-        "results/benchmarks/stats_length_correctness/{experiment}.tsv"
+        S("benchmarks/stats_length_correctness/{experiment}.tsv")
     script:
         "../workflow_scripts/stats_length_correctness.py"

@@ -6,10 +6,10 @@ rule summarize:
         scores=all_scores(),
         generations=all_generations(),
     output:
-        parquet="results/summary/accuracy.parquet",
-        csv="results/summary/accuracy.csv",
-        md="results/summary/accuracy.md",
-        meta="results/summary/accuracy.meta.json",
+        parquet=S("summary/accuracy.parquet"),
+        csv=S("summary/accuracy.csv"),
+        md=S("summary/accuracy.md"),
+        meta=S("summary/accuracy.meta.json"),
     params:
         runs=all_run_refs(),
         statistics=config["statistics"],
@@ -17,26 +17,26 @@ rule summarize:
     conda:
         "../envs/core.yaml"
     log:
-        "logs/summarize/accuracy.log",
+        SLOG("summarize/accuracy.log"),
     benchmark:
-        "results/benchmarks/summarize/accuracy.tsv"
+        S("benchmarks/summarize/accuracy.tsv")
     script:
         "../workflow_scripts/summarize.py"
 
 
 rule summarize_experiment:
     input:
-        summary="results/summary/accuracy.parquet",
+        summary=S("summary/accuracy.parquet"),
     output:
-        summary="results/summary/{experiment}/accuracy.parquet",
+        summary=S("summary/{experiment}/accuracy.parquet"),
     params:
         runs=experiment_run_refs,
         code=code_of("summarize_experiment.py"),
     conda:
         "../envs/core.yaml"
     log:
-        "logs/summarize_experiment/{experiment}.log",
+        SLOG("summarize_experiment/{experiment}.log"),
     benchmark:
-        "results/benchmarks/summarize_experiment/{experiment}.tsv"
+        S("benchmarks/summarize_experiment/{experiment}.tsv")
     script:
         "../workflow_scripts/summarize_experiment.py"

@@ -155,7 +155,8 @@ def test_real_workflow_stages_run_as_slurm_jobs(slurm_cluster, tmp_path):
 
 def test_a_custom_study_means_the_same_in_every_slurm_job(slurm_cluster, tmp_path):
     """`--configfile study.yaml` through the profile: each SLURM job reads the same study as the submitting run
-    (config.yaml's default grid is never merged in), so `summarize` waits for the study's runs only."""
+    (config.yaml's default grid is never merged in), so `summarize` waits for the study's runs only, and writes
+    where the study's own results go (results/studies/study/)."""
     cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
     for key in ("compressions", "importance"):
         cfg.pop(key)
@@ -163,10 +164,11 @@ def test_a_custom_study_means_the_same_in_every_slurm_job(slurm_cluster, tmp_pat
     cfg["experiments"] = {"mini": {"models": ["default"], "tasks": ["arith"], "precisions": ["fp32"],
                                    "parallel": [1], "batch_sizes": [3], "decoding": ["greedy"]}}
     # config.yaml (the .test defaults) stays in the folder: a job must not merge it in
-    run, log = _profile_run(tmp_path, "results/summary/accuracy.md", study=cfg)
+    run, log = _profile_run(tmp_path, "results/studies/study/summary/accuracy.md", study=cfg)
     import polars as pl
 
-    summary = pl.read_parquet(run / "results/summary/accuracy.parquet")
+    assert not (run / "results/summary").exists()
+    summary = pl.read_parquet(run / "results/studies/study/summary/accuracy.parquet")
     assert summary.height == 1 and summary["batch_size"].to_list() == [3]
     assert _submitted_rules(log) == ["generate", "score", "summarize", "train_default_model"], log[-2000:]
     assert "localrule prepare_task:" in log

@@ -39,7 +39,11 @@ def _snakemake(args, cwd, workflow, check=True, timeout=1500):
 
 
 def _planned_rules(cwd, workflow):
-    out = _snakemake(["-n", "--quiet", "rules"], cwd, workflow).stdout
+    return _planned_rules_of(cwd, workflow, [])
+
+
+def _planned_rules_of(cwd, workflow, args):
+    out = _snakemake(["-n", "--quiet", "rules", *args], cwd, workflow).stdout
     rules = {}
     for line in out.splitlines():
         parts = line.split()
@@ -217,10 +221,14 @@ def test_benchmark_task_is_prepared_by_the_workflow(finished_run):
     assert dataset["source_rows"] == 3 and dataset["items"] == 3 and dataset["benchmark"] == "gsm8k"
 
 
-def _study(run, name, mutate):
+def _study(run, name, mutate, study="default"):
+    """A study file `name` in the run folder: config.yaml changed by `mutate`, writing its statistics, tables and
+    figures where the default study does (`study: default`) unless another study name is given."""
     import yaml
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
+    if study is not None:
+        cfg["study"] = study
     mutate(cfg)
     (run / name).write_text(yaml.safe_dump(cfg, sort_keys=False))
     return str(run / name)
@@ -441,6 +449,34 @@ def test_a_scores_table_changed_behind_snakemakes_back_is_found_and_refused(fini
     assert proc.returncode != 0 and f"{rel} is not the file its producer wrote" in log and "rule score" in log
     _snakemake(["--forcerun", str(rel), "results/summary/accuracy.md"], run, workflow)
     assert subprocess.run([sys.executable, "-m", "lrmrepro.verify"], cwd=run, env=env).returncode == 0
+
+
+def test_a_second_study_leaves_the_first_studys_results_untouched(finished_run, tmp_path):
+    """A study from another file writes its statistics, tables, figures and summary under results/studies/<file
+    name>/ and its logs under logs/studies/<name>/; the runs it shares with the default study are not regenerated,
+    and the default study's tables stay byte for byte what they were, with nothing to do afterwards."""
+    workflow, _ = finished_run
+    run = _copy_run(finished_run[1], tmp_path / "run")
+    first = {p: p.read_bytes() for p in (run / "results").rglob("*")
+             if p.is_file() and not p.is_relative_to(run / "results/studies")
+             and p.parts[len(run.parts) + 1] in ("summary", "tables", "figures", "stats")}
+    assert any(p.name == "accuracy.md" for p in first)
+
+    def fp32_only(cfg):
+        for key in ("compressions", "importance"):
+            cfg.pop(key)
+        cfg["experiments"] = {"precision_grid": {**cfg["experiments"]["precision_grid"], "precisions": ["fp32"]}}
+
+    study = _study(run, "fp32-only.yaml", fp32_only, study=None)
+    planned = _planned_rules_of(run, workflow, ["--configfile", study])
+    assert not [r for r in planned if r.startswith("generate") or r in ("score", "compress")], planned
+    _snakemake(["--configfile", study], run, workflow)
+    own = run / "results/studies/fp32-only"
+    summary = pl.read_parquet(own / "summary/accuracy.parquet")
+    assert set(summary["precision"]) == {"fp32"} and (own / "stats/precision_grid/metrics.parquet").exists()
+    assert (run / "logs/studies/fp32-only/summarize/accuracy.log").exists()
+    assert {p: p.read_bytes() for p in first} == first
+    assert "Nothing to be done" in _snakemake(["-n"], run, workflow).stdout + _snakemake(["-n"], run, workflow).stderr
 
 
 def test_a_cpu_label_of_another_machine_is_refused_when_the_dag_is_built(finished_run, tmp_path):

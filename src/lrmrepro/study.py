@@ -12,11 +12,36 @@ like :mod:`lrmrepro.runs`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, Callable, Iterable, Mapping
 
 from .compressions import Compression, compressions
 from .hardware import aliases
 from .runs import TASK_ITEMS, Engine, Run, engines, expand_runs, importance_runs, is_greedy
+
+
+#: the study whose statistics, tables, figures and summary are results/ itself
+DEFAULT_STUDY = "default"
+
+
+def study_name(config: Mapping[str, Any], study_files: Iterable[str]) -> str:
+    """The study's name: ``config["study"]`` where set; else ``default`` for config.yaml (the working directory's
+    study) and the first study file's name without its extension for any other (``configs/smollm2-cpu.yaml`` ->
+    ``smollm2-cpu``)."""
+    if config.get("study"):
+        return str(config["study"])
+    files = [str(f) for f in study_files]
+    if not files or PurePath(files[0]).name == "config.yaml":
+        return DEFAULT_STUDY
+    return PurePath(files[0]).name.rsplit(".", 1)[0]
+
+
+def study_folders(name: str) -> tuple[str, str]:
+    """(results folder, logs folder) of a study's own artifacts: ``results``/``logs`` for the default study,
+    ``results/studies/<name>``/``logs/studies/<name>`` for any other."""
+    if name == DEFAULT_STUDY:
+        return "results", "logs"
+    return f"results/studies/{name}", f"logs/studies/{name}"
 
 
 class StudyError(ValueError):
