@@ -141,7 +141,8 @@ distill_model({teacher!r}, {out!r}, student={{"layers": 1}}, settings={settings!
 """
 
 
-def test_killed_training_resumes_to_the_identical_checkpoint(tiny_trained_model, uninterrupted, tmp_path):
+def test_killed_training_resumes_to_the_identical_checkpoint(tiny_trained_model, uninterrupted, tmp_path, caplog,
+                                                              monkeypatch):
     out, state = tmp_path / "k", tmp_path / "state_k"
     code = KILLER.format(src=str(ROOT / "src"), teacher=str(tiny_trained_model), out=str(out), settings=settings(),
                          state=str(state))
@@ -149,9 +150,20 @@ def test_killed_training_resumes_to_the_identical_checkpoint(tiny_trained_model,
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not out.exists() and sorted(p.name for p in state.glob("checkpoint-*")) == ["checkpoint-3"]
-    meta = distill_model(tiny_trained_model, out, student={"layers": 1}, settings=settings(), state_dir=state)
+    import logging
+
+    from lrmrepro import progress
+
+    monkeypatch.setattr(progress, "EVERY_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO, logger="lrmrepro.compress.distill"):
+        meta = distill_model(tiny_trained_model, out, student={"layers": 1}, settings=settings(), state_dir=state)
     assert meta["resumed_from"] == "checkpoint-3"
     assert _weights(out) == _weights(uninterrupted[0])
+    # progress lines while it trains: step i of N from the resumed step on, the loss, the ETA
+    steps = [r.getMessage() for r in caplog.records if f"distill -> {out}: step " in r.getMessage()]
+    n = settings()["steps"]
+    assert steps and steps[0].split(": step ")[1].startswith("4 of ") and steps[-1].split(": step ")[1].startswith(
+        f"{n} of {n}") and steps[-1].endswith("ETA 00:00:00"), steps
 
 
 def test_state_of_other_settings_is_not_resumed(tiny_trained_model, tmp_path):

@@ -328,18 +328,19 @@ def test_a_run_logs_its_progress_while_it_generates(tiny_trained_model, tmp_path
     """Plain lines for the job's log (no terminal there): chunk i of N, tokens/s and the ETA; the last chunk always."""
     import logging
 
-    from lrmrepro.generate import loop
 
     texts = [f"Q{i}: what is {i} + 1?" for i in range(5)]
     gen = TransformersGenerator(tiny_trained_model, precision="fp32", parallel=1)
     with caplog.at_level(logging.INFO, logger="lrmrepro.generate.loop"):
-        original = loop.Progress.__init__.__defaults__
-        loop.Progress.__init__.__defaults__ = (0.0,)  # a line per chunk
+        from lrmrepro import progress
+
+        original = progress.EVERY_SECONDS
+        progress.EVERY_SECONDS = 0.0  # a line per chunk
         try:
             gen.generate_table(texts, [f"q{i}" for i in range(5)], batch_size=2, decoding=Decoding(max_new_tokens=3),
                                output=tmp_path / "g.parquet", progress=False, cache=None)
         finally:
-            loop.Progress.__init__.__defaults__ = original
+            progress.EVERY_SECONDS = original
     lines = [r.getMessage() for r in caplog.records if "chunk" in r.getMessage()]
     assert [line.split(": chunk ")[1].split(",")[0] for line in lines] == ["1 of 3", "2 of 3", "3 of 3"]
     assert all("tokens/s" in line and "ETA " in line and str(tmp_path / "g.parquet") in line for line in lines)

@@ -24,14 +24,18 @@ def job_environment(basedir: str | Path) -> dict[str, str]:
     ``src/`` (jobs run the package code the code fingerprints hash, not another installed copy), and the
     interpreters of the extra environments: ``LRMREPRO_VLLM_PYTHON`` (:func:`vllm_python`) and
     ``LRMREPRO_GPTQMODEL_PYTHON`` (``.venvs/gptqmodel``), and the generation cache, ``LRMREPRO_CACHE``
-    (``.lrmrepro-cache`` of the working directory unless set). Returns what was set."""
+    (``.lrmrepro-cache`` of the working directory unless set), and ``TQDM_MININTERVAL`` (10 s) for the libraries'
+    own progress bars in job logs. Returns what was set."""
     src = str(Path(basedir) / "src")
     rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
     env = {"PYTHONPATH": os.pathsep.join([src, *rest]), "LRMREPRO_VLLM_PYTHON": vllm_python(basedir),
            "LRMREPRO_GPTQMODEL_PYTHON": os.environ.get("LRMREPRO_GPTQMODEL_PYTHON")
            or str(Path(basedir) / ".venvs" / "gptqmodel" / "bin" / "python"),
            # the generation cache (lrmrepro.generate.cache): the working directory's unless the user names one
-           "LRMREPRO_CACHE": os.environ.get("LRMREPRO_CACHE") or str(Path.cwd() / ".lrmrepro-cache")}
+           "LRMREPRO_CACHE": os.environ.get("LRMREPRO_CACHE") or str(Path.cwd() / ".lrmrepro-cache"),
+           # the libraries' own progress bars (llm-compressor's calibration of layer i of N, vLLM's, Trainer's) write
+           # into the job's log: one update per 10 s instead of one per iteration (tqdm reads TQDM_* defaults)
+           "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL") or "10"}
     os.environ.update(env)
     return env
 

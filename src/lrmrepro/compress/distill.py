@@ -185,6 +185,36 @@ def decoder_weights(model: Any) -> int:
 
 
 # --- training
+def _progress_callback(what: str, steps: int) -> Any:
+    """A TrainerCallback reporting step i of N, the loss and the ETA through :class:`lrmrepro.progress.Progress`
+    (Trainer's own bar is off: in a job's log it is a stream of carriage returns)."""
+    from transformers import TrainerCallback
+
+    from ..progress import Progress
+
+    class _Report(TrainerCallback):
+        def __init__(self) -> None:
+            self.progress: Progress | None = None
+            self.loss = ""
+
+        def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
+            self.progress = Progress(what, steps, state.global_step, unit="step", logger=log)
+
+        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+            if logs and "loss" in logs:
+                self.loss = f"loss {logs['loss']:.4f}"
+
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if self.progress is not None:
+                self.progress.update(state.global_step - self.progress.done, note=self.loss)
+
+        def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
+            if self.progress is not None:
+                self.progress.close()
+
+    return _Report()
+
+
 def _trainer_class():
     from transformers import Trainer
 
@@ -286,8 +316,10 @@ def distill_model(teacher_dir: str | Path, out_dir: str | Path, *, student: dict
         seed=int(s["seed"]), use_cpu=not gpu, bf16=gpu, save_strategy="steps", save_steps=int(s["checkpoint_every"]),
         save_total_limit=1, logging_steps=10, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
         dataloader_pin_memory=False, remove_unused_columns=False, train_sampling_strategy="sequential")
+    progress = _progress_callback(f"distill -> {out_dir}", int(s["steps"]))
     trainer = _trainer_class()(model=model, args=args, train_dataset=BatchList(batches),
-                               data_collator=collator(encoded, pad_id), callbacks=list(callbacks), teacher=teacher,
+                               data_collator=collator(encoded, pad_id), callbacks=[progress, *callbacks],
+                               teacher=teacher,
                                alpha=float(s["alpha"]), temperature=float(s["temperature"]))
     teacher.to(trainer.args.device)
     trainer.train(resume_from_checkpoint=resume)

@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tqdm import tqdm
-
+from ..progress import Progress
 from .cache import FROM_ENVIRONMENT, cache_dir
 from .common import ChunkStore, chunks, throughput
 
@@ -34,31 +33,6 @@ class Stopwatch:
 
     def __exit__(self, *exc: Any) -> None:
         self.seconds += time.perf_counter() - self._start
-
-
-class Progress:
-    """Plain progress lines in the job's log while a run generates (a log has no progress bar): chunk i of N,
-    tokens/s of the model calls so far, and the ETA of the run, at most every ``every`` seconds, and at the last
-    chunk."""
-
-    def __init__(self, what: str, total: int, done: int, every: float = 10.0) -> None:
-        self.what, self.total, self.done, self.every = what, total, done, every
-        self.first = done
-        self.tokens = 0
-        self.start = self.last = time.perf_counter()
-
-    def chunk_done(self, tokens: int, model_seconds: float) -> None:
-        self.done += 1
-        self.tokens += tokens
-        now = time.perf_counter()
-        if now - self.last < self.every and self.done < self.total:
-            return
-        self.last = now
-        rate = (now - self.start) / max(1, self.done - self.first)
-        eta = rate * (self.total - self.done)
-        tps = self.tokens / model_seconds if model_seconds > 0 else float("nan")
-        log.info("%s: chunk %d of %d, %.0f tokens/s, ETA %s", self.what, self.done, self.total, tps,
-                 time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 86400 else f"{eta / 3600:.0f} h")
 
 
 #: ``generate_chunk(chunk_idx, span, clock)`` -> the rows of that chunk (``common.GENERATION_SCHEMA``)
@@ -91,15 +65,14 @@ def generate_chunks(prompts: Sequence[str], ids: Sequence[str], *, batch_size: i
     # only the lengths of finished rows are kept: holding every row's nested top-k lists until the end made Python's
     # cyclic garbage collector rescan them after each chunk (+30 % wall time on 256 short prompts)
     output_lengths: list[int] = []
-    report = Progress(f"{desc} -> {output}", len(spans), len(spans) - len(todo))
-    with tqdm(total=len(spans), initial=len(spans) - len(todo), desc=desc, disable=not progress,
-              mininterval=2) as bar:
+    # a bar on a terminal (``progress`` False: none), plain lines in the job's log (chunk i of N, tokens/s, ETA)
+    with Progress(f"{desc} -> {output}", len(spans), len(spans) - len(todo), unit="chunk", logger=log,
+                  bar=None if progress else False) as report:
         for chunk_idx, span in todo:
             rows = generate_chunk(chunk_idx, span, clock)
             store.write(chunk_idx, rows)
             output_lengths.extend(r["output_length"] for r in rows)
-            bar.update(1)
-            report.chunk_done(sum(r["output_length"] for r in rows), clock.seconds)
+            report.update(tokens=sum(r["output_length"] for r in rows), model_seconds=clock.seconds)
     table = store.finalize(len(spans))
     return {
         "n_prompts": len(prompts),

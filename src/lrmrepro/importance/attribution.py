@@ -54,7 +54,7 @@ def attribution_patching(model: torch.nn.Module, tokenizer: Any, generations: An
     model.eval()
     with ActivationRecorder(model, modules, keep_graph=True) as rec:
         for tr in iter_traces(generations, spans, tokenizer, add_special_tokens=add_special_tokens,
-                              max_tokens=max_tokens):
+                              max_tokens=max_tokens, progress="attribution patching"):
             todo = []
             for b, ts, te in tr.spans:
                 if b not in dirs or ts < 1:

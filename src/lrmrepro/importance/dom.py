@@ -135,7 +135,7 @@ def difference_of_means(model: torch.nn.Module, tokenizer: Any, generations: Any
     model.eval()
     with torch.no_grad(), ActivationRecorder(model, modules) as rec:
         for tr in iter_traces(generations, spans, tokenizer, add_special_tokens=add_special_tokens,
-                              max_tokens=max_tokens):
+                              max_tokens=max_tokens, progress="difference of means"):
             if not tr.input_ids:
                 continue
             rec.clear()

@@ -42,6 +42,7 @@ from .behaviours import BEHAVIOURS
 from .dom import NEGATIVE_SETS
 from .hooks import ActivationRecorder, decoder_linear_modules, module_layer, module_type, module_weight_numel
 from .traces import iter_traces
+from ..progress import track
 
 FORMULATIONS = ("project", "reference")
 #: the reference's positive rows start this many tokens before each segment
@@ -200,7 +201,7 @@ def collect_stats(model: torch.nn.Module, tokenizer: Any, generations: Any, span
     model.eval()
     # --- pass 1: difference-of-means statistics -------------------------------------------------------------
     with torch.no_grad(), ActivationRecorder(model, mods) as rec:
-        for j, tr in enumerate(traces):
+        for j, tr in enumerate(track(traces, "importance statistics, pass 1 of 2", len(traces), unit="trace")):
             g = j if per_trace else 0
             n_tok, cs = len(tr.input_ids), tr.completion_start
             if n_tok == 0:
@@ -249,7 +250,7 @@ def collect_stats(model: torch.nn.Module, tokenizer: Any, generations: Any, span
     # --- pass 2: attribution (one forward per trace, one backward per segment and formulation) --------------
     embed = model.get_input_embeddings()
     with ActivationRecorder(model, mods, keep_graph=True) as rec:
-        for j, tr in enumerate(traces):
+        for j, tr in enumerate(track(traces, "importance statistics, pass 2 of 2", len(traces), unit="trace")):
             g = j if per_trace else 0
             todo = []   # (formulation, behaviour index, loss positions [lo, hi))
             for b, ts, te in tr.spans:

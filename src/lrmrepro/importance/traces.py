@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .behaviours import _rows, encode_trace
+from ..progress import track
 
 
 @dataclass
@@ -18,11 +19,12 @@ class Trace:
 
 
 def iter_traces(generations: Any, spans: Any, tokenizer: Any, *, add_special_tokens: bool = False,
-                max_tokens: int | None = None) -> Iterator[Trace]:
+                max_tokens: int | None = None, progress: str | None = None) -> Iterator[Trace]:
     """One :class:`Trace` per generations row (in row order). Spans are checked against the re-encoded text
     (their characters must equal the stored segment text; token ends within the sequence), so a span table built
     from other generations or another tokenizer fails loudly. ``max_tokens`` truncates each sequence (spans
-    ending after it are dropped)."""
+    ending after it are dropped). ``progress``: what to call the pass in its progress lines (trace i of N, ETA;
+    :mod:`lrmrepro.progress`)."""
     by_key: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for s in _rows(spans, ("id", "sample_idx", "behaviour", "char_start", "char_end", "tok_start", "tok_end", "text")):
         by_key[(str(s["id"]), int(s["sample_idx"]))].append(s)
@@ -32,7 +34,7 @@ def iter_traces(generations: Any, spans: Any, tokenizer: Any, *, add_special_tok
     if unknown:
         raise ValueError(f"spans refer to {len(unknown)} (id, sample_idx) pairs absent from the generations, "
                          f"e.g. {unknown[:3]}")
-    for r in gens:
+    for r in (track(gens, progress, len(gens), unit="trace") if progress else gens):
         key = (str(r["id"]), int(r["sample_idx"]))
         enc = encode_trace(tokenizer, r["prompt"], r["text"], add_special_tokens)
         ids = enc["input_ids"]

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from .. import io
+from ..progress import Progress
 from ..prompts import RAW_SUFFIX, build_prompt, user_message
 from ..tasks import synthetic
 from .train_config import TrainConfig
@@ -198,7 +198,8 @@ def train_default_model(cfg: TrainConfig, out_dir: str | Path, progress: bool = 
 
     losses: list[float] = []
     tokens = 0
-    bar = tqdm(total=cfg.steps, desc="train default model", disable=not progress, mininterval=5)
+    bar = Progress(f"train default model -> {out_dir}", cfg.steps, unit="step", logger=log,
+                   bar=None if progress else False)
     for step, idx in enumerate(_batches(encoded, cfg.batch_size, cfg.steps, cfg.seed)):
         ids, mask, labels, soft = _collate(encoded, idx, pad_id)
         for group in opt.param_groups:
@@ -210,9 +211,7 @@ def train_default_model(cfg: TrainConfig, out_dir: str | Path, progress: bool = 
         opt.step()
         losses.append(loss.item())
         tokens += int(mask.sum())
-        bar.update(1)
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+        bar.update(note=f"loss {sum(losses[-50:]) / len(losses[-50:]):.3f}")
     bar.close()
     model.eval()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
