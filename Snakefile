@@ -35,11 +35,12 @@ include: "rules/figures.smk"
 
 
 # downloads (hub models, hub benchmarks) run on the submitting host: cluster nodes often have no internet; copying
-# the embedded model is a file copy
+# the embedded model is a file copy; a table's HTML page a file conversion
 localrules:
     embedded_model,
     fetch_model,
     prepare_task,
+    table_html,
 
 
 rule all:

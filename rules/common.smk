@@ -372,6 +372,7 @@ def importance_targets():
     for model in IMPORTANCE["models"]:
         out.append(S(f"figures/importance/{model}/none/heatmap.png"))
         out.append(S(f"figures/importance/{model}/none/rank_stability.png"))
+        out.append(S(f"tables/importance/{model}/none/stability.md"))
         out += [S(f"figures/importance/{model}/{c}/change_vs_base.png") for c in IMPORTANCE["compare"]]
         if IMPORTANCE["protect"]:
             out.append(f"results/importance/{model}/protect_spec.json")
@@ -404,11 +405,17 @@ def figure_formats():
     return config["report"]["figure_formats"]
 
 
+def with_html(targets):
+    """The targets, and every Markdown table among them also as the HTML page the report shows inline."""
+    return targets + [t[: -len(".md")] + ".html" for t in targets if t.endswith(".md")]
+
+
 def final_targets():
     targets = [
         S("summary/accuracy.parquet"),
         S("summary/accuracy.md"),
         *expand(S("figures/accuracy.{ext}"), ext=figure_formats()),
+        *[S(f"summary/{name}/accuracy.md") for name in EXPERIMENTS],  # one table per experiment
     ]
     for exp in STUDY.stats_experiments():
         name = exp.name
@@ -416,7 +423,8 @@ def final_targets():
         if exp.noise_floor_run is not None:
             targets.append(S(f"stats/{name}/noise_floor.json"))
         if exp.greedy:  # greedy runs: Tables 3-4, Figures 4-5, divergence diagnostics
-            targets += [S(f"tables/{name}/table3_std_acc.md"), S(f"figures/{name}/figure4_std_top1_prob.png"),
+            targets += [S(f"tables/{name}/table3_std_acc.md"), S(f"tables/{name}/table4_std_output_length.md"),
+                        S(f"figures/{name}/figure4_std_top1_prob.png"),
                         S(f"tables/{name}/divergence_diagnostics.md"),
                         S(f"figures/{name}/divergence_margins.png")]
             if exp.compares_compressions:  # nondeterminism per compression
@@ -433,7 +441,7 @@ def final_targets():
         targets += [S(f"tables/{name}/length_correctness.md"), S(f"figures/{name}/length_correctness.png")]
     for exp in STUDY.weight_count_experiments():  # finding (1): weight count, knowledge vs reasoning
         targets += [S(f"tables/{exp.name}/weight_count_knowledge_vs_reasoning.md")]
-    return targets + importance_targets() + artifact_targets()
+    return with_html(targets + importance_targets()) + artifact_targets()
 
 
 def artifact_targets():

@@ -28,11 +28,9 @@ rule figures_nondeterminism:
         divergence=S("stats/{experiment}/divergence.parquet"),
     output:
         table3_csv=S("tables/{experiment}/table3_std_acc.csv"),
-        table3_md=report(S("tables/{experiment}/table3_std_acc.md"), category="Nondeterminism",
-                         subcategory="{experiment}", labels={"table": "3: Std@Acc"}),
+        table3_md=S("tables/{experiment}/table3_std_acc.md"),
         table4_csv=S("tables/{experiment}/table4_std_output_length.csv"),
-        table4_md=report(S("tables/{experiment}/table4_std_output_length.md"), category="Nondeterminism",
-                         subcategory="{experiment}", labels={"table": "4: Avg_Std@Output_Length"}),
+        table4_md=S("tables/{experiment}/table4_std_output_length.md"),
         figure4_png=report(S("figures/{experiment}/figure4_std_top1_prob.png"),
                            caption="../docs/report/figure4.rst", category="Nondeterminism",
                            subcategory="{experiment}", labels={"figure": "4: Avg_Std@top1_prob"}),
@@ -58,8 +56,7 @@ rule table_pass1_std:
         metrics=S("stats/{experiment}/metrics.parquet"),
     output:
         table5_csv=S("tables/{experiment}/table5_pass1_std.csv"),
-        table5_md=report(S("tables/{experiment}/table5_pass1_std.md"), category="Nondeterminism",
-                         subcategory="{experiment}", labels={"table": "5: Pass@1 std"}),
+        table5_md=S("tables/{experiment}/table5_pass1_std.md"),
     params:
         code=code_of("table_pass1_std.py"),
     conda:
@@ -97,8 +94,7 @@ rule figures_compression:
         info=S("summary/{experiment}/compression_info.parquet"),
         effects=S("stats/{experiment}/compression_effects.parquet"),
     output:
-        table_md=report(S("tables/{experiment}/compression_main_results.md"), category="Compression",
-                        subcategory="{experiment}", labels={"table": "main results"}),
+        table_md=S("tables/{experiment}/compression_main_results.md"),
         table_csv=S("tables/{experiment}/compression_main_results.csv"),
         bits_png=report(S("figures/{experiment}/bits_vs_accuracy.png"), caption="../docs/report/bits.rst",
                         category="Compression", subcategory="{experiment}", labels={"figure": "bits vs accuracy"}),
@@ -146,8 +142,7 @@ rule figures_divergence:
         points=S("stats/{experiment}/divergence_points.parquet"),
         exposure=S("stats/{experiment}/divergence_exposure.parquet"),
     output:
-        table_md=report(S("tables/{experiment}/divergence_diagnostics.md"), category="Nondeterminism",
-                        subcategory="{experiment}", labels={"table": "divergence diagnostics"}),
+        table_md=S("tables/{experiment}/divergence_diagnostics.md"),
         table_csv=S("tables/{experiment}/divergence_diagnostics.csv"),
         figure_png=report(S("figures/{experiment}/divergence_margins.png"), caption="../docs/report/divergence.rst",
                           category="Nondeterminism", subcategory="{experiment}",
@@ -170,8 +165,7 @@ rule figures_length_correctness:
         table=S("stats/{experiment}/length_correctness.parquet"),
         samples=S("stats/{experiment}/length_samples.parquet"),
     output:
-        table_md=report(S("tables/{experiment}/length_correctness.md"), category="Output length",
-                        subcategory="{experiment}", labels={"table": "length of correct vs wrong answers"}),
+        table_md=S("tables/{experiment}/length_correctness.md"),
         table_csv=S("tables/{experiment}/length_correctness.csv"),
         figure_png=report(S("figures/{experiment}/length_correctness.png"),
                           caption="../docs/report/length_correctness.rst", category="Output length",
@@ -197,8 +191,7 @@ rule figures_compressed_nondeterminism:
         points=S("stats/{experiment}/divergence_points.parquet"),
         exposure=S("stats/{experiment}/divergence_exposure.parquet"),
     output:
-        table_md=report(S("tables/{experiment}/compressed_nondeterminism.md"), category="Nondeterminism",
-                        subcategory="{experiment}", labels={"table": "per compression"}),
+        table_md=S("tables/{experiment}/compressed_nondeterminism.md"),
         table_csv=S("tables/{experiment}/compressed_nondeterminism.csv"),
         figure_png=report(S("figures/{experiment}/diverging_share.png"),
                           caption="../docs/report/diverging_share.rst", category="Nondeterminism",
@@ -226,8 +219,7 @@ rule figure_weight_count:
         info=S("summary/{experiment}/compression_info.parquet"),
         noise=noise_summary,
     output:
-        table_md=report(S("tables/{experiment}/weight_count_knowledge_vs_reasoning.md"), category="Compression",
-                        subcategory="{experiment}", labels={"table": "weight count: knowledge vs reasoning"}),
+        table_md=S("tables/{experiment}/weight_count_knowledge_vs_reasoning.md"),
         table_csv=S("tables/{experiment}/weight_count_knowledge_vs_reasoning.csv"),
         figure_png=report(S("figures/{experiment}/weight_count_knowledge_vs_reasoning.png"),
                           caption="../docs/report/weight_count.rst", category="Compression",

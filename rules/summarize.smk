@@ -29,6 +29,7 @@ rule summarize_experiment:
         summary=S("summary/accuracy.parquet"),
     output:
         summary=S("summary/{experiment}/accuracy.parquet"),
+        md=S("summary/{experiment}/accuracy.md"),
     params:
         runs=experiment_run_refs,
         code=code_of("summarize_experiment.py"),
@@ -40,3 +41,26 @@ rule summarize_experiment:
         S("benchmarks/summarize_experiment/{experiment}.tsv")
     script:
         "../workflow_scripts/summarize_experiment.py"
+
+
+# every Markdown table of the study (summary, tables) also as an HTML page, which the report shows inline (a file
+# conversion of a fraction of a second: run in Snakemake's own process, on the submitting host)
+rule table_html:
+    input:
+        md=S("{table}.md"),
+    output:
+        html=report(S("{table}.html"), caption="../docs/report/table.rst", category="Tables",
+                    labels={"table": "{table}"}),
+    wildcard_constraints:
+        table=r"(summary|tables)/[^.]+",
+    params:
+        code=module_code("lrmrepro.figures.html"),
+    log:
+        SLOG("table_html/{table}.log"),
+    benchmark:
+        S("benchmarks/table_html/{table}.tsv")
+    run:
+        from lrmrepro.figures.html import write_page
+
+        write_page(input.md, output.html, wildcards.table, log[0])
+

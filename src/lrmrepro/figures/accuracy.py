@@ -1,5 +1,6 @@
-"""Accuracy bar chart from the summary table: tasks on the x axis, one bar per (model, compression, precision, decoding),
-height = mean accuracy over the runtime configurations, error bar = their population std (ddof=0)."""
+"""Accuracy heatmap from the summary table: one row per (model, compression, precision, decoding), one column per
+task; each cell the mean accuracy over the runtime configurations and, below it, their population std (ddof=0).
+A heatmap stays legible at any grid size (22 variants were 22 bars per task with a 10-colour cycle before)."""
 
 from __future__ import annotations
 
@@ -40,22 +41,33 @@ def accuracy_figure(summary: pl.DataFrame, outputs: Sequence[str | Path]) -> pl.
     frame = accuracy_frame(summary)
     tasks = sorted(frame.get_column("task").unique().to_list())
     series = frame.select(["model", "compression", "precision", "decoding"]).unique(maintain_order=True).rows()
+    several_models = frame.get_column("model").n_unique() > 1
     several_decodings = frame.get_column("decoding").n_unique() > 1
-    width = 0.8 / max(1, len(series))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) + 0.25 * len(series)), 4))
-    x = np.arange(len(tasks))
-    for i, (model, comp, prec, dec) in enumerate(series):
-        sub = frame.filter((pl.col("model") == model) & (pl.col("compression") == comp) & (pl.col("precision") == prec)
-                           & (pl.col("decoding") == dec))
-        by_task = {r["task"]: r for r in sub.iter_rows(named=True)}
-        means = [100 * by_task[t]["mean"] if t in by_task else np.nan for t in tasks]
-        stds = [100 * (by_task[t]["std"] or 0) if t in by_task else 0 for t in tasks]
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-               label=f"{model} / {comp} / {prec}" + (f" / {dec}" if several_decodings else ""))
-    ax.set_xticks(x, tasks)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("Accuracy per task (mean ± std over runtime configurations)")
-    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    cells = {(r["model"], r["compression"], r["precision"], r["decoding"], r["task"]): r
+             for r in frame.iter_rows(named=True)}
+    grid = np.full((len(series), len(tasks)), np.nan)
+    for i, key in enumerate(series):
+        for j, t in enumerate(tasks):
+            if (*key, t) in cells:
+                grid[i, j] = 100 * cells[(*key, t)]["mean"]
+    labels = [" / ".join([*([m] if several_models else []), c, p, *([d] if several_decodings else [])])
+              for m, c, p, d in series]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(tasks) + 3.0), 0.42 * len(series) + 1.8),
+                           layout="constrained")
+    im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=100)
+    for i, key in enumerate(series):
+        for j, t in enumerate(tasks):
+            r = cells.get((*key, t))
+            if r is None:
+                continue
+            std = "" if r["n_configs"] < 2 else f"\n±{100 * (r['std'] or 0):.1f}"
+            ax.text(j, i, f"{100 * r['mean']:.1f}{std}", ha="center", va="center", fontsize=7,
+                    color="white" if grid[i, j] < 55 else "black")
+    ax.set_xticks(range(len(tasks)), tasks, fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(series)), labels, fontsize=8)
+    ax.set_ylabel("compression / precision" + (" / decoding" if several_decodings else ""))
+    fig.colorbar(im, ax=ax, shrink=0.8, label="accuracy (%)")
+    ax.set_title("Accuracy per task (%): mean over runtime configurations, ± their std", fontsize=9)
     save_figure(fig, outputs)
     return frame

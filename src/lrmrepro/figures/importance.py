@@ -38,11 +38,17 @@ def heatmap_grid(scores: pl.DataFrame, value: str, behaviour: str) -> tuple[np.n
 
 def _heatmaps(scores: pl.DataFrame, value: str, outputs: Sequence[str | Path], title: str, cmap: str,
               symmetric: bool) -> None:
+    save_figure(heatmap_figure(scores, value, title, cmap, symmetric), outputs)
+
+
+def heatmap_figure(scores: pl.DataFrame, value: str, title: str, cmap: str = "viridis", symmetric: bool = False):
+    """The figure of :func:`importance_heatmaps` (one panel per behaviour, a colour bar each), not yet saved."""
     behaviours = [b for b in LABELS if b in scores["behaviour"].unique().to_list()]
     if not behaviours:
         raise ValueError(f"importance heatmap: no rows for any behaviour of {LABELS}")
-    fig, axes = plt.subplots(1, len(behaviours), figsize=(3.2 * len(behaviours) + 1, 0.35 * scores["layer"].n_unique() + 2),
-                             squeeze=False)
+    # constrained layout gives each colour bar its own room: no tick label runs into the next panel
+    fig, axes = plt.subplots(1, len(behaviours), figsize=(3.8 * len(behaviours) + 1, 0.35 * scores["layer"].n_unique() + 2),
+                             squeeze=False, layout="constrained")
     for ax, b in zip(axes[0], behaviours):
         grid, layers, types = heatmap_grid(scores, value, b)
         kw = {}
@@ -54,10 +60,13 @@ def _heatmaps(scores: pl.DataFrame, value: str, outputs: Sequence[str | Path], t
         ax.set_yticks(range(len(layers)), layers, fontsize=7)
         ax.set_title(b.replace("_", " "), fontsize=9)
         ax.set_xlabel("module")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        bar = fig.colorbar(im, ax=ax, shrink=0.9)
+        bar.ax.tick_params(labelsize=7)
+        bar.formatter.set_powerlimits((-2, 3))  # 1e-5-sized scores as "×10⁻⁵" once, not five-digit tick labels
+        bar.update_ticks()
     axes[0][0].set_ylabel("layer")
     fig.suptitle(title, fontsize=10)
-    save_figure(fig, outputs)
+    return fig
 
 
 def importance_heatmaps(scores, outputs: Sequence[str | Path], value: str = "attribution", title: str | None = None) -> None:

@@ -149,7 +149,8 @@ def figure4(metrics: pl.DataFrame, outputs: Sequence[str | Path]) -> None:
 
 
 def figure5(divergence: pl.DataFrame, outputs: Sequence[str | Path], bins: int = 30) -> None:
-    """Distribution of Div_Index per precision (step histograms), one panel per (model / compression, task)."""
+    """Distribution of Div_Index per precision (filled, translucent histograms with an outline, so neighbouring
+    bins stay apart), one panel per (model / compression, task)."""
     if divergence.height == 0:
         raise ValueError("figure5: the divergence table is empty")
     df = _row_label(divergence).with_columns((pl.col("row") + " · " + pl.col("task")).alias("panel"))
@@ -160,14 +161,16 @@ def figure5(divergence: pl.DataFrame, outputs: Sequence[str | Path], bins: int =
         sub = df.filter(pl.col("panel") == panel)
         div_all = sub.get_column("div_index").drop_nulls().to_numpy()
         edges = np.histogram_bin_edges(div_all if div_all.size else np.array([0, 1]), bins=bins)
-        for prec in precs:
+        for k, prec in enumerate(precs):
             s = sub.filter(pl.col("precision") == prec)
             if s.height == 0:
                 continue
             div = s.get_column("div_index").drop_nulls().to_numpy()
             n_id = int(s.get_column("identical").sum())
-            ax.hist(div, bins=edges, histtype="step", linewidth=1.5,
+            colour = f"C{k}"
+            ax.hist(div, bins=edges, histtype="stepfilled", alpha=0.3, color=colour,
                     label=f"{prec}: {div.size} diverging, {n_id} identical")
+            ax.hist(div, bins=edges, histtype="bar", rwidth=0.9, fill=False, edgecolor=colour, linewidth=0.8)
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel("Div_Index (first divergent token position)")
         ax.set_ylabel("problems")

@@ -86,6 +86,30 @@ def to_markdown(df: pl.DataFrame, float_digits: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
+def experiment_markdown(df: pl.DataFrame, experiment: str) -> str:
+    """One experiment's accuracy table with only the columns that apply: run labels that are the same for every
+    run are said once above the table, measures that no run has (``em``/``f1`` without short-text tasks) are left
+    out; accuracy and its interval in percent."""
+    from .labels import LABELS
+
+    if df.height == 0:
+        return f"# {experiment}: accuracy\n\nNo runs.\n"
+    constant = [c for c in LABELS if c in df.columns and df.get_column(c).n_unique() == 1]
+    empty = [c for c in df.columns if c not in LABELS and df.get_column(c).null_count() == df.height]
+    shown = df.drop(constant + empty).sort([c for c in LABELS if c in df.columns and c not in constant])
+    pct = [c for c in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "em", "f1", "truncated_fraction")
+           if c in shown.columns]
+    shown = shown.with_columns([(pl.col(c) * 100).round(1) for c in pct])
+    shown = shown.with_columns(pl.col("mean_output_length").round(1)) if "mean_output_length" in shown.columns \
+        else shown
+    same = ", ".join(f"{c} `{df.get_column(c)[0]}`" for c in constant)
+    note = (f"{df.height} runs. The same for every run: {same}." if same else f"{df.height} runs.")
+    left_out = f" Not measured for these tasks, so not shown: {', '.join(empty)}." if empty else ""
+    return (f"# {experiment}: accuracy\n\n{note}{left_out} Accuracy, its 95 % bootstrap interval over problems "
+            f"(`accuracy_ci_low`, `accuracy_ci_high`) and the truncated share in percent.\n\n"
+            + to_markdown(shown, float_digits=6))
+
+
 def write_summary(df: pl.DataFrame, parquet: str | Path, csv: str | Path, md: str | Path) -> None:
     io.write_parquet(df, parquet)
     with io.atomic_path(csv, ".csv") as tmp:
