@@ -55,6 +55,7 @@ try:
     # the study's own statistics, tables, figures and summary (per-run artifacts are shared by every study)
     STUDY_NAME = study_name(config, STUDY_FILES)
     STUDY_RESULTS, STUDY_LOGS = study_folders(STUDY_NAME)
+    config["study"] = STUDY_NAME  # for the report's landing page (docs/report/workflow.rst)
     # runs under a CPU label from before labels named the ISA are renamed or moved away, never run beside
     check_results("results", {run.hardware for run in STUDY.runs})
     # a CPU label names the numerics: runs under another CPU's label are made on that CPU, never generated here

@@ -255,3 +255,28 @@ def test_a_noise_grid_without_the_experiments_tasks_is_refused(cfg):
     msg = str(err.value)
     assert "config key experiments.compression.noise_from: 'precision_grid' has no runs of task(s)" in msg
     assert "logic" in msg and "timeline" in msg
+
+
+def test_every_error_of_a_config_is_reported_at_once(cfg):
+    """Two schema errors are named together; so are cross-reference errors of different kinds (an undefined task,
+    a missing recipe, a noise_from without the experiment's tasks), each naming its key."""
+    bad = copy.deepcopy(cfg)
+    bad["experiments"]["precision_grid"]["precisions"] = ["bf17"]
+    bad["tasks"]["arith"]["prompt_style"] = "chatty"
+    with pytest.raises(ConfigError) as e:
+        validate_config(bad)
+    assert str(e.value).startswith("2 errors:")
+    assert {m.split(":")[0] for m in e.value.errors} == {
+        "config key experiments.precision_grid.precisions[0]", "config key tasks.arith.prompt_style"}
+    bad = copy.deepcopy(cfg)
+    bad["experiments"]["compression"]["tasks"].append("nonesuch")
+    bad["compressions"]["gptq_w4a16"]["recipe"] = "gptq_w9a16"
+    bad["experiments"]["compressed_runtime_grid"]["tasks"] = ["arith"]
+    bad["experiments"]["precision_grid"]["tasks"] = ["timeline", "logic", "multihop"]
+    with pytest.raises(ConfigError) as e:
+        validate_config(bad)
+    keys = [m.split(":")[0] for m in e.value.errors]
+    assert "config key experiments.compression.tasks[4]" in keys
+    assert "config key compressions.gptq_w4a16.recipe" in keys
+    assert "config key experiments.compressed_runtime_grid.noise_from" in keys
+    assert str(e.value).startswith(f"{len(keys)} errors:") and len(keys) >= 3

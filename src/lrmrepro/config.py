@@ -27,7 +27,18 @@ SCHEMA_PATH = SCHEMA
 
 
 class ConfigError(ValueError):
-    """A configuration error; the message names the key and what is allowed."""
+    """A configuration error; the message names the key and what is allowed. Several errors found at once are one
+    ConfigError listing each (``errors``)."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or [message]
+
+    @classmethod
+    def of(cls, messages: list[str]) -> "ConfigError":
+        if len(messages) == 1:
+            return cls(messages[0])
+        return cls(f"{len(messages)} errors:\n" + "\n".join(f"  - {m}" for m in messages), messages)
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
@@ -115,19 +126,37 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, *, work
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
     if errors:
-        best = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(_explain(best))
+        # every key that is wrong, each with its most telling error (one key can fail several schema branches)
+        by_key: dict[tuple, list[jsonschema.ValidationError]] = {}
+        for e in errors:
+            by_key.setdefault(tuple(e.absolute_path), []).append(e)
+        raise ConfigError.of([_explain(jsonschema.exceptions.best_match(errs)) for errs in by_key.values()])
     _fill_defaults(config, schema, schema)
-    _check_references(config)
-    _fill_task_defaults(config)
-    _check_recipes(config)
-    try:  # method: distill entries (lrmrepro.compress.distill_config)
-        check_distill_entries(config, schema, workdir, fill_defaults=_fill_defaults)
-    except DistillConfigError as err:
-        raise ConfigError(str(err)) from None
-    _check_importance(config)
+    found: list[str] = []
+
+    def check(fn, *args) -> None:
+        """Run one cross-check, keeping its errors; a check that fails only because of an error already found
+        (a name that is not defined) adds nothing."""
+        try:
+            fn(*args)
+        except ConfigError as err:
+            found.extend(err.errors)
+        except DistillConfigError as err:
+            found.append(str(err))
+        except (KeyError, TypeError, AttributeError):
+            if not found:
+                raise
+
+    check(_check_references, config)
+    check(_fill_task_defaults, config)
+    check(_check_recipes, config)
+    # method: distill entries (lrmrepro.compress.distill_config)
+    check(lambda: check_distill_entries(config, schema, workdir, fill_defaults=_fill_defaults))
+    check(_check_importance, config)
     if workdir is not None:
-        _check_files(config, Path(workdir))
+        check(_check_files, config, Path(workdir))
+    if found:
+        raise ConfigError.of(list(dict.fromkeys(found)))
     return config
 
 
@@ -135,13 +164,12 @@ def _check_recipes(config: dict) -> None:
     from .compress.recipes import available_recipes, recipes_dir
 
     names = available_recipes()
-    for name, entry in config.get("compressions", {}).items():
-        if entry.get("method") == "distill":
-            continue
-        if entry["recipe"] not in names:
-            raise ConfigError(
-                f"config key compressions.{name}.recipe: {entry['recipe']!r} is not a recipe; allowed values "
-                f"(files {recipes_dir()}/<name>.yaml): {', '.join(names) or '(none)'}")
+    bad = [f"config key compressions.{name}.recipe: {entry['recipe']!r} is not a recipe; allowed values "
+           f"(files {recipes_dir()}/<name>.yaml): {', '.join(names) or '(none)'}"
+           for name, entry in config.get("compressions", {}).items()
+           if entry.get("method") != "distill" and entry["recipe"] not in names]
+    if bad:
+        raise ConfigError.of(bad)
 
 
 def used_tasks(config: dict) -> list[str]:
@@ -168,21 +196,26 @@ def _check_files(config: dict, workdir: Path) -> None:
 
 
 def _check_references(config: dict) -> None:
+    """Every name an experiment uses is defined, and each entry is consistent; every problem found is reported."""
+    bad: list[str] = []
     models, tasks = config["models"], config["tasks"]
     comps = ["none", *config.get("compressions", {})]
     for name, m in models.items():
         need = {"hub": "id", "local": "path", "gguf": "gguf"}.get(m["source"])
         if need and need not in m:
-            raise ConfigError(f"config key models.{name}.{need}: required for source {m['source']!r}")
+            bad.append(f"config key models.{name}.{need}: required for source {m['source']!r}")
         if m["source"] == "embedded":
-            _check_embedded(name, config["train"])
+            try:
+                _check_embedded(name, config["train"])
+            except ConfigError as err:
+                bad.extend(err.errors)
     for name, t in tasks.items():
         if t["source"] == "synthetic" and t.get("generator", name) not in registry.GENERATORS:
-            raise ConfigError(
+            bad.append(
                 f"config key tasks.{name}.generator: {t.get('generator', name)!r} is not a synthetic generator; "
                 f"allowed values: {', '.join(registry.generator_names())}")
         if t["source"] == "benchmark" and t.get("benchmark", name) not in registry.BENCHMARKS:
-            raise ConfigError(
+            bad.append(
                 f"config key tasks.{name}.benchmark: {t.get('benchmark', name)!r} is not a benchmark; "
                 f"allowed values: {', '.join(registry.benchmark_names())}")
     for ename, exp in config["experiments"].items():
@@ -190,17 +223,18 @@ def _check_references(config: dict) -> None:
                              ("decoding", list(config["decoding"]))):
             for i, value in enumerate(exp.get(key, [])):
                 if value not in allowed:
-                    raise ConfigError(
+                    bad.append(
                         f"config key experiments.{ename}.{key}[{i}]: {value!r} is not defined; allowed values: {', '.join(allowed)}")
         noise = exp.get("noise_from")
         if noise is not None:
             stats_exps = [n for n, e in config["experiments"].items() if e["stats"]]
             if noise not in stats_exps:
-                raise ConfigError(f"config key experiments.{ename}.noise_from: {noise!r} is not an experiment with "
-                                  f"stats: true; allowed values: {', '.join(stats_exps) or '(none)'}")
-            missing = [t for t in exp["tasks"] if t not in config["experiments"][noise]["tasks"]]
+                bad.append(f"config key experiments.{ename}.noise_from: {noise!r} is not an experiment with "
+                           f"stats: true; allowed values: {', '.join(stats_exps) or '(none)'}")
+            missing = [] if noise not in stats_exps else \
+                [t for t in exp["tasks"] if t not in config["experiments"][noise]["tasks"]]
             if missing:
-                raise ConfigError(
+                bad.append(
                     f"config key experiments.{ename}.noise_from: {noise!r} has no runs of task(s) {', '.join(missing)} "
                     f"of this experiment (its tasks: {', '.join(config['experiments'][noise]['tasks'])}), so their "
                     "runtime noise would be missing from the compression table; add them to that grid, or pick "
@@ -208,15 +242,17 @@ def _check_references(config: dict) -> None:
         if exp["stats"]:
             sizes = {k: len(exp[k]) for k in ("parallel", "batch_sizes", "hardware")}
             if all(n == 1 for n in sizes.values()):
-                raise ConfigError(
+                bad.append(
                     f"config key experiments.{ename}.stats: true, but its grid has one runtime configuration "
                     f"(parallel {exp['parallel']}, batch_sizes {exp['batch_sizes']}, hardware {exp['hardware']}): "
                     "the nondeterminism statistics compare two or more (every std would be NaN); add a batch size, a "
                     "parallel size or a hardware label, or set stats: false")
         for dname in exp["decoding"]:
-            d = config["decoding"][dname]
-            if is_greedy(d["temperature"]) and d["n"] != 1:
-                raise ConfigError(f"config key decoding.{dname}.n: greedy decoding (temperature 0) needs n = 1")
+            d = config["decoding"].get(dname)
+            if d is not None and is_greedy(d["temperature"]) and d["n"] != 1:
+                bad.append(f"config key decoding.{dname}.n: greedy decoding (temperature 0) needs n = 1")
+    if bad:
+        raise ConfigError.of(list(dict.fromkeys(bad)))
 
 
 def _fill_task_defaults(config: dict) -> None:
