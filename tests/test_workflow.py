@@ -462,19 +462,21 @@ def test_a_second_study_leaves_the_first_studys_results_untouched(finished_run, 
              and p.parts[len(run.parts) + 1] in ("summary", "tables", "figures", "stats")}
     assert any(p.name == "accuracy.md" for p in first)
 
-    def fp32_only(cfg):
+    def two_precisions(cfg):  # the first precision kept: the noise floor's run is the default study's
         for key in ("compressions", "importance"):
             cfg.pop(key)
-        cfg["experiments"] = {"precision_grid": {**cfg["experiments"]["precision_grid"], "precisions": ["fp32"]}}
+        grid = cfg["experiments"]["precision_grid"]
+        cfg["experiments"] = {"precision_grid": {**grid, "precisions": [grid["precisions"][0], "fp32"]}}
 
-    study = _study(run, "fp32-only.yaml", fp32_only, study=None)
+    study = _study(run, "two-precisions.yaml", two_precisions, study=None)
     planned = _planned_rules_of(run, workflow, ["--configfile", study])
     assert not [r for r in planned if r.startswith("generate") or r in ("score", "compress")], planned
     _snakemake(["--configfile", study], run, workflow)
-    own = run / "results/studies/fp32-only"
+    own = run / "results/studies/two-precisions"
     summary = pl.read_parquet(own / "summary/accuracy.parquet")
-    assert set(summary["precision"]) == {"fp32"} and (own / "stats/precision_grid/metrics.parquet").exists()
-    assert (run / "logs/studies/fp32-only/summarize/accuracy.log").exists()
+    assert summary["precision"].n_unique() == 2 and (own / "stats/precision_grid/metrics.parquet").exists()
+    assert (own / "summary/precision_grid/accuracy.html").exists()
+    assert (run / "logs/studies/two-precisions/summarize/accuracy.log").exists()
     assert {p: p.read_bytes() for p in first} == first
     assert "Nothing to be done" in _snakemake(["-n"], run, workflow).stdout + _snakemake(["-n"], run, workflow).stderr
 
