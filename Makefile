@@ -7,7 +7,7 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= all
 TARGET ?=
 
-.PHONY: env env-smollm2 env-vllm env-gptqmodel run run-full run-smollm2 run-smollm2-compressed check-results unlock verify test test-fast test-slow lint report bench clean-results
+.PHONY: env env-smollm2 env-vllm env-gptqmodel run run-full run-smollm2 run-smollm2-compressed check-results unlock verify figures test test-fast test-slow lint report bench clean-results
 
 env:
 	@scripts/setup-env.sh
@@ -64,6 +64,19 @@ test-slow: env
 
 lint: env
 	$(SNAKEMAKE) --lint
+
+# every figure and table again from the summary, statistics and importance artifacts: the rules that draw them
+# (and the HTML pages of their tables) rerun; nothing upstream reruns unless it is missing or its inputs or config
+# changed (--rerun-triggers without code: a fresh clone's file times do not count). STUDY=<file> for another study.
+FIGURE_RULES := figure_accuracy figures_nondeterminism table_pass1_std figures_compression figure_sparsity_sweep \
+	figures_divergence figures_length_correctness figures_compressed_nondeterminism figure_weight_count \
+	importance_heatmap importance_change importance_stability_report protection_figure
+figures: env
+	@rules=$$($(SNAKEMAKE) $(if $(STUDY),--configfile $(STUDY)) --list-rules 2>/dev/null | grep -xF \
+		$(addprefix -e ,$(FIGURE_RULES))); \
+	echo "rerunning: $$rules"; \
+	$(SNAKEMAKE) --cores $(CORES) $(if $(STUDY),--configfile $(STUDY)) --rerun-triggers mtime params input \
+		--forcerun $$rules --
 
 report: env
 	$(SNAKEMAKE) --cores $(CORES) --report results/report.html

@@ -481,6 +481,20 @@ def test_a_second_study_leaves_the_first_studys_results_untouched(finished_run, 
     assert "Nothing to be done" in _snakemake(["-n"], run, workflow).stdout + _snakemake(["-n"], run, workflow).stderr
 
 
+def test_make_figures_reruns_the_figure_rules_and_nothing_upstream(finished_run):
+    """What `make figures` runs on a finished study: the figure and table rules and the HTML pages of their tables;
+    no generation, scoring, statistics or summary."""
+    from test_make_figures import figure_rules_in_makefile
+
+    workflow, run = finished_run
+    defined = set(_snakemake(["--list-rules"], run, workflow).stdout.split())
+    rules = sorted(figure_rules_in_makefile() & defined)
+    planned = _planned_rules_of(run, workflow, ["--rerun-triggers", "mtime", "params", "input", "--forcerun", *rules,
+                                                "--"])
+    assert set(planned) - {"all"} <= set(rules) | {"table_html"}, planned
+    assert {"figure_accuracy", "figures_nondeterminism", "table_html"} <= set(planned)
+
+
 def test_a_cpu_label_of_another_machine_is_refused_when_the_dag_is_built(finished_run, tmp_path):
     """A study naming another CPU kind's label for runs that are not here would generate them on this CPU under
     that label: refused before anything runs, naming the label, this machine's label and a missing file."""
