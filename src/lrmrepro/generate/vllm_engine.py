@@ -30,11 +30,30 @@ def detect_device() -> str:
         return "cpu"
 
 
-def prepare_environment(device: str, *, batch_invariant: bool, cache_root: str | Path | None = None) -> dict[str, str]:
+def cpu_thread_binding(cpus: Sequence[int], parallel: int) -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` for ``parallel`` tensor-parallel ranks on ``cpus``: consecutive, equal groups,
+    ranks separated by ``|`` (vLLM's CPU format), e.g. ``0|1`` for two ranks on two cores, ``0-3|4-7`` on eight.
+    Each rank's OpenMP threads are pinned to its own cores: two ranks never share a core."""
+    cpus = sorted(cpus)
+    if parallel < 1 or len(cpus) < parallel:
+        raise ValueError(f"tensor_parallel_size={parallel} on CPU needs at least {parallel} cores, this job may use "
+                         f"{len(cpus)} ({cpus}): give the job more cores (SLURM: cpus_per_task) or a smaller parallel")
+    size = len(cpus) // parallel
+    groups = [cpus[r * size:(r + 1) * size] for r in range(parallel)]
+
+    def span(g: list[int]) -> str:
+        return f"{g[0]}-{g[-1]}" if len(g) > 1 and g == list(range(g[0], g[-1] + 1)) else ",".join(map(str, g))
+
+    return "|".join(span(g) for g in groups)
+
+
+def prepare_environment(device: str, *, batch_invariant: bool, cache_root: str | Path | None = None,
+                        parallel: int = 1) -> dict[str, str]:
     """Set the vLLM environment variables for this run (before vLLM is imported); returns what was set.
 
     CPU: ``VLLM_CPU_KVCACHE_SPACE`` (GiB, default 1) and ``VLLM_CPU_OMP_THREADS_BIND`` (default: every CPU this
-    process may use, e.g. the SLURM allocation; vLLM otherwise leaves one core idle) unless already set."""
+    process may use, e.g. the SLURM allocation, vLLM otherwise leaving one core idle; with ``parallel`` > 1 tensor-
+    parallel ranks, those CPUs split into one group per rank, :func:`cpu_thread_binding`) unless already set."""
     env: dict[str, str] = {"VLLM_BATCH_INVARIANT": "1" if batch_invariant else "0"}
     if cache_root is not None and "VLLM_CACHE_ROOT" not in os.environ:
         env["VLLM_CACHE_ROOT"] = str(Path(cache_root).resolve())
@@ -44,7 +63,7 @@ def prepare_environment(device: str, *, batch_invariant: bool, cache_root: str |
             if key not in os.environ:
                 env[key] = value
         if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
-            env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+            env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(sorted(os.sched_getaffinity(0)), parallel)
     os.environ.update(env)
     return env
 
@@ -104,6 +123,9 @@ def engine_kwargs(model_dir: str | Path, precision: str, parallel: int, max_batc
         max_model_len=max_model_len,
         worker_extension_cls="lrmrepro.vllm_layercast.worker_ext.DescribeExtension",
     )
+    if parallel > 1 and detect_device() == "cpu":
+        # vLLM's CPU build runs tensor-parallel ranks as processes (gloo all-reduce), each bound to its cores
+        kwargs["distributed_executor_backend"] = "mp"
     if precision == "layercast":
         from .. import vllm_layercast
 

