@@ -22,7 +22,7 @@ from lrmrepro.precision import PRECISIONS
 from lrmrepro.provenance import hardware_label, machine_record
 from lrmrepro.relabel import LegacyResults, check_results
 from lrmrepro.models.context import ContextError, check_max_new_tokens, model_contexts
-from lrmrepro.runs import BACKENDS, CHECKPOINT, TASK_ITEMS, Engine, Run
+from lrmrepro.runs import BACKENDS, CHECKPOINT, DEQUANTIZED, TASK_ITEMS, Engine, Run
 from lrmrepro.study import Study, StudyError, study_folders, study_name
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
@@ -256,6 +256,16 @@ job_environment(workflow.basedir)
 def gpu_count(engine):
     """SLURM `--gpus`: the tensor-parallel size of a vLLM engine on GPU hardware, none for CPU hardware."""
     return 0 if on_cpu(engine.hardware) else int(engine.parallel)
+
+
+def repeat_checkpoint(wildcards):
+    """The checkpoint of the noise floor's repeated run: what its engine loads (a dense copy where dequantized)."""
+    return STUDY.engine_checkpoint(Engine.of(Run.from_wildcards(wildcards)))
+
+
+def vllm_threads(engine):
+    """Cores of a vLLM engine job: on CPU one per tensor-parallel rank (each rank is pinned to its own), on GPU 1."""
+    return int(engine.parallel) if on_cpu(engine.hardware) else 1
 
 
 def gpu_model(engine):

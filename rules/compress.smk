@@ -53,3 +53,25 @@ rule distill:
         "results/benchmarks/distill/{model}/{compressed}.tsv"
     script:
         "../workflow_scripts/distill.py"
+
+
+# dequantized execution (`execution: dequantized`): the compressed checkpoint rewritten as a dense one holding exactly
+# the quantizer's values, which every engine runs at any tensor-parallel size (lrmrepro.compress.dequantize)
+rule dequantize:
+    input:
+        model=CHECKPOINT.replace("{compression}", "{compressed}"),
+    output:
+        model=directory(DEQUANTIZED.replace("{compression}", "{compressed}")),
+    wildcard_constraints:
+        compressed=_alternatives(STUDY.dequantized_compressions()) or "(?!)",
+    params:
+        code=code_of("dequantize.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/dequantize/{model}/{compressed}.log",
+    benchmark:
+        "results/benchmarks/dequantize/{model}/{compressed}.tsv"
+    script:
+        "../workflow_scripts/dequantize.py"
+

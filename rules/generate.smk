@@ -13,7 +13,7 @@ for _engine, _runs in ENGINES.items():
             name:
                 _engine.rule
             input:
-                model=_engine.checkpoint,
+                model=STUDY.engine_checkpoint(_engine),
                 tasks=engine_task_items(_runs),
                 preflight=preflight_of(_engine),
             output:
@@ -40,7 +40,7 @@ for _engine, _runs in ENGINES.items():
             name:
                 _engine.rule
             input:
-                model=_engine.checkpoint,
+                model=STUDY.engine_checkpoint(_engine),
                 tasks=engine_task_items(_runs),
                 preflight=preflight_of(_engine),
             output:
@@ -51,7 +51,7 @@ for _engine, _runs in ENGINES.items():
                 batch_invariant="--batch-invariant" if _engine.backend == "vllm_batch_invariant" else "",
                 enforce_eager=str(config["vllm"]["enforce_eager"]).lower(),
                 code=module_code("lrmrepro.generate.vllm_cli"),
-            threads: 1
+            threads: vllm_threads(_engine)
             resources:
                 **profile_resources("generate_vllm"),
                 gpu=gpu_count(_engine),
@@ -71,7 +71,7 @@ for _engine, _runs in ENGINES.items():
 # the noise floor: a greedy transformers run generated a second time, on its own
 rule generate_repeat:
     input:
-        model=CHECKPOINT,
+        model=repeat_checkpoint,
         tasks=TASK_ITEMS,
         preflight=repeat_preflight,
     output:

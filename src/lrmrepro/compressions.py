@@ -38,6 +38,8 @@ class Compression:
     #: the importance ranking whose top modules are protected: None (no protection), ``"none"`` (the uncompressed
     #: model's) or a compressed variant of ``importance.compare`` (its own traces' ranking)
     protect_from: str | None = None
+    #: how engines run it: ``packed`` (the compressed checkpoint) or ``dequantized`` (its dense copy)
+    execution: str = "packed"
     #: distillation: the student and the training settings (``method: distill``)
     student: Mapping[str, Any] | None = None
     distill: Mapping[str, Any] | None = None
@@ -51,7 +53,12 @@ class Compression:
         return cls(name=name, method=entry.get("method", "recipe"), recipe=entry.get("recipe"),
                    sparsity=entry.get("sparsity"), ignore=entry.get("ignore", []), only=entry.get("only", []),
                    protect_from=protect, student=entry.get("student"), distill=entry.get("distill"),
-                   recipes_dir=Path(recipes_dir))
+                   execution=entry.get("execution", "packed"), recipes_dir=Path(recipes_dir))
+
+    @property
+    def dequantized(self) -> bool:
+        """Engines run its dense copy (``results/dequantized/...``), not the compressed checkpoint."""
+        return self.execution == "dequantized"
 
     @property
     def distilled(self) -> bool:

@@ -23,6 +23,8 @@ from .generate.engines import BACKENDS as ENGINE_BACKENDS
 
 #: a model's checkpoint folder: ``none`` is the uncompressed model, any other compression a compressed variant
 CHECKPOINT = "results/models/{model}/{compression}"
+#: the dense copy of a compressed variant whose execution is ``dequantized`` (rule dequantize)
+DEQUANTIZED = "results/dequantized/{model}/{compression}"
 #: a task's evaluation items (rule prepare_task)
 TASK_ITEMS = "results/tasks/{task}.parquet"
 #: the generation backends (``vllm_batch_invariant``: vLLM with ``VLLM_BATCH_INVARIANT=1``); the schema's enum equals it

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .compressions import Compression, compressions
 from .hardware import aliases
-from .runs import TASK_ITEMS, Engine, Run, engines, expand_runs, importance_runs, is_greedy
+from .runs import DEQUANTIZED, TASK_ITEMS, Engine, Run, engines, expand_runs, importance_runs, is_greedy
 
 
 #: the study whose statistics, tables, figures and summary are results/ itself
@@ -179,6 +179,17 @@ class Study:
     def compressions_of(self, method: str) -> list[str]:
         """The names of the compressed variants of one method (``recipe`` or ``distill``)."""
         return [name for name, c in self.compressions.items() if c.method == method]
+
+    def engine_checkpoint(self, engine: Engine) -> str:
+        """The checkpoint an engine loads: the variant's compressed checkpoint, or its dense copy where the
+        variant's ``execution`` is ``dequantized``."""
+        comp = self.compressions.get(engine.compression)
+        if comp is not None and comp.dequantized:
+            return DEQUANTIZED.format(model=engine.model, compression=engine.compression)
+        return engine.checkpoint
+
+    def dequantized_compressions(self) -> list[str]:
+        return [name for name, c in self.compressions.items() if c.dequantized]
 
     # --- tasks
     def task_groups(self, names: Iterable[str]) -> tuple[list[str], list[str]]:

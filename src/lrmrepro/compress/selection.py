@@ -1,6 +1,7 @@
 """Which modules a compressed variant keeps in full precision: the config's ``ignore`` list, the importance stage's
-protection spec (the protection loop), or the complement of ``only`` (the verification experiment: quantize one
-module group at a time)."""
+protection spec (the protection loop), or the complement of ``only`` (the paper's single-component variants:
+exactly the modules named are quantized; :func:`incomplete_groups` says which fused groups that leaves in part,
+which vLLM cannot run packed)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Iterable, Sequence
 
 from safetensors import safe_open
 
-from .protect import fused_group, matches
+from .protect import FUSED_GROUPS, matches
 
 
 def decoder_linear_names(model_dir: str | Path) -> list[str]:
@@ -25,20 +26,28 @@ def decoder_linear_names(model_dir: str | Path) -> list[str]:
     return sorted(set(names))
 
 
-def complete_groups(selected: Iterable[str], names: Sequence[str]) -> list[str]:
-    """Add the other members of every fused group (q/k/v, gate/up) that has a selected member."""
-    chosen = {member for name in selected for member in fused_group(name, names)} | set(selected)
-    return [n for n in names if n in chosen]
+def incomplete_groups(only: Sequence[str]) -> list[str]:
+    """The plain module names of ``only`` whose fused group (q/k/v, gate/up: vLLM runs each as one matmul) is not
+    named whole, read from the names alone (``re:`` patterns are not judged)."""
+    named = {e for e in only if not e.startswith("re:")}
+    out = []
+    for name in sorted(named):
+        parent, _, leaf = name.rpartition(".")
+        for group in FUSED_GROUPS:
+            if leaf in group and any(f"{parent}.{g}" not in named for g in group):
+                out.append(name)
+    return out
 
 
 def ignore_for_only(model_dir: str | Path, only: Sequence[str]) -> list[str]:
+    """Every decoder linear module but those ``only`` names: exactly those are quantized (a fused group is not
+    completed; a packed checkpoint with a group in part is refused for vLLM when the DAG is built)."""
     names = decoder_linear_names(model_dir)
-    selected = [n for n in names if any(matches(n, e) for e in only)]
+    selected = {n for n in names if any(matches(n, e) for e in only)}
     missing = [e for e in only if not any(matches(n, e) for n in names)]
     if missing:
         raise ValueError(f"compressions.*.only: {missing} match no decoder linear module (names look like {names[:3]})")
-    quantized = set(complete_groups(selected, names))
-    return [n for n in names if n not in quantized]
+    return [n for n in names if n not in selected]
 
 
 def ignore_list(model_dir: str | Path, ignore: Sequence[str] = (), only: Sequence[str] = (),

