@@ -44,15 +44,20 @@ def test_reproducibility_grid_loads_each_model_once_per_grid_point(tmp_path):
 
 
 def test_compression_grid(tmp_path):
+    """The compression paper at its scale on vLLM: 7B/8B (19 variants each), 14B (9), 32B (9), 70B (7), and the
+    verification variants of the 8B (single components, AWQ 3-bit keeping the final MLP); 3-bit and single-component
+    variants through their dense copies (`execution: dequantized`)."""
     counts = _plan("paper-compression.yaml", tmp_path)
     engines = [r for r in counts if r.startswith("generate_")]
-    # 2 models x 19 variants (greedy), + the importance stage's sampled traces
-    assert len([e for e in engines if e.endswith("_greedy")]) == 2 * 19
-    assert counts["score"] == 2 * 19 * 4
-    assert counts["compress"] == 2 * 18
-    assert counts["compression_effects"] == 1 and counts["importance_protect"] == 2
+    greedy = [e for e in engines if e.endswith("_greedy")]
+    assert len(greedy) == 2 * 19 + 9 + 9 + 7 + 6 and all("_vllm_" in e for e in greedy)
+    assert len([e for e in greedy if "_vllm_p4_" in e]) == 7 and len([e for e in greedy if "_vllm_p2_" in e]) == 9
+    assert counts["score"] == (2 * 19 + 9 + 9 + 7 + 6) * 4
+    assert counts["compress"] == 2 * 18 + 8 + 8 + 6 + 6
+    assert counts["dequantize"] == 2 * 5 + 1 + 1 + 1 + 6
+    assert counts["compression_effects"] == 5 and counts["importance_protect"] == 2
     # gptq_w3a16_protected_from_w4: the protected set from each model's gptq_w4a16 ranking
-    assert counts["importance_protect_from_variant"] == 2 and counts["stats_length_correctness"] == 1
+    assert counts["importance_protect_from_variant"] == 2 and counts["stats_length_correctness"] == 5
     assert counts.get("preflight_vllm", 0) + counts["preflight_transformers"] == PREFLIGHTS["paper-compression.yaml"]
 
 
@@ -84,10 +89,12 @@ def test_smollm2_compressed_grid_runs_each_variant_on_its_engines(tmp_path):
 #: Then (the papers' open questions): the reproducibility grid gained the compressed runtime grid (experiment
 #: compressed_grid) and every experiment the length-vs-correctness table and figure; the compression grid gained
 #: gptq_w3a16_protected_from_w4 (and gptq_w4a16 in importance.compare) and the length artifacts.
-ARTIFACTS = {"paper-reproducibility.yaml": (5585, "67499944b0aba201"), "paper-compression.yaml": (754, "1d454704147c3b20")}
+#: 2026-12-07: every study table also as .html and a summary table per experiment (reproducibility 5585 → 5611); the
+#: compression config at its scale on vLLM (14B, 32B, 70B, the verification variants, dense copies: 754 → 1388).
+ARTIFACTS = {"paper-reproducibility.yaml": (5611, "7f098251ed66533a"), "paper-compression.yaml": (1388, "fd46e37b5fc9297f")}
 #: one preflight per (backend, precision, parallel size, hardware label): reproducibility 4 precisions x 2 GPU counts x
-#: 2 GPU types; compression bf16 on 1 A100
-PREFLIGHTS = {"paper-reproducibility.yaml": 4 * 2 * 2, "paper-compression.yaml": 1}
+#: 2 GPU types; compression bf16 on A100s at tensor-parallel sizes 1, 2 and 4
+PREFLIGHTS = {"paper-reproducibility.yaml": 4 * 2 * 2, "paper-compression.yaml": 3}
 
 
 @pytest.mark.parametrize("config", sorted(ARTIFACTS))

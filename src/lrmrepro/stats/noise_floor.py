@@ -71,3 +71,28 @@ def noise_floor(gen_a: pl.DataFrame | str | Path, gen_b: pl.DataFrame | str | Pa
         "max_abs_delta_logprob": float(np.nanmax(delta)) if delta.size and np.isfinite(delta).any() else 0.0,
         "n_positions_compared": int(sel_a.size),
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lrmrepro.stats.noise_floor A/generations.parquet B/generations.parquet``: the same comparison for
+    any two runs of the same items (a run and its repeat, TP 1 and TP 2, a variant packed and dequantized), as JSON;
+    with ``--scores`` each run's accuracy from the scores.parquet beside it."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m lrmrepro.stats.noise_floor", description=main.__doc__)
+    ap.add_argument("a")
+    ap.add_argument("b")
+    ap.add_argument("--scores", action="store_true", help="add each run's accuracy (scores.parquet beside it)")
+    args = ap.parse_args(argv)
+    out = noise_floor(args.a, args.b)
+    if args.scores:
+        for key, path in (("accuracy_a", args.a), ("accuracy_b", args.b)):
+            scores = io.read_parquet(Path(path).with_name("scores.parquet"), columns=["correct"])
+            out[key] = float(scores.get_column("correct").mean())
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
