@@ -15,6 +15,7 @@ rule compress:
         recipe=lambda wildcards: compression(wildcards).recipe,
         ignore=lambda wildcards: compression(wildcards).ignore,
         only=lambda wildcards: compression(wildcards).only,
+        execution=lambda wildcards: compression(wildcards).execution,
         sparsity=lambda wildcards: compression(wildcards).sparsity,
         calibration=config["calibration"],
         seed=config["calibration"]["seed"],

@@ -105,3 +105,27 @@ def test_a_dequantized_variant_is_planned_through_its_dense_copy(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "compressions.up1.only quantizes model.layers.1.mlp.up_proj" in out
     assert "execution: dequantized" in out
+
+
+def test_a_single_component_variant_quantizes_that_module_alone(tiny_trained_model, tmp_path):
+    """The paper's 32_up on the tiny model: layer 1's up_proj quantized to 4 bits, its fused partner gate_proj and
+    every other module bit-identical to the base model in the dense copy; without leave to split the fused group
+    (a packed variant meant for vLLM) the compression is refused."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lrmrepro.compress.dequantize import dequantize_checkpoint
+    from lrmrepro.compress.selection import ignore_for_only
+
+    up = "model.layers.1.mlp.up_proj"
+    ignore = ignore_for_only(tiny_trained_model, [up])
+    with pytest.raises(ValueError, match="splits fused groups"):
+        compress_model(tiny_trained_model, tmp_path / "refused", recipe="gptq_w4a16", ignore=ignore,
+                       calibration=TINY_CALIBRATION)
+    compress_model(tiny_trained_model, tmp_path / "c_up", recipe="gptq_w4a16", ignore=ignore,
+                   calibration=TINY_CALIBRATION, allow_split_groups=True)
+    dequantize_checkpoint(tmp_path / "c_up", tmp_path / "dense")
+    base = AutoModelForCausalLM.from_pretrained(tiny_trained_model).state_dict()
+    dense = AutoModelForCausalLM.from_pretrained(tmp_path / "dense").state_dict()
+    changed = sorted(k for k in base if not torch.equal(base[k], dense[k].to(base[k].dtype)))
+    assert changed == [f"{up}.weight"]

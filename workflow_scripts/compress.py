@@ -18,7 +18,9 @@ with rule_log(snakemake) as log:
     with Timer() as t:
         meta = compress_model(snakemake.input.model, snakemake.output.model, recipe=p.recipe,
                               ignore=ignore, sparsity=p.sparsity,
-                              calibration=config_slice["calibration"], seed=config_slice["seed"])
+                              calibration=config_slice["calibration"], seed=config_slice["seed"],
+                              # single components, or a dense copy: a fused group may be quantized in part
+                              allow_split_groups=bool(p.only) or p.execution == "dequantized")
     log.info("%s: %.2f effective bits/weight, %d bytes on disk, %.1f s; %d modules kept in full precision",
              p.recipe, meta["effective_bits"], meta["size_on_disk_bytes"], meta["compress_seconds"], len(ignore))
     write_meta(Path(snakemake.output.model) / "meta.json", "compress", config_slice, code=p.code,

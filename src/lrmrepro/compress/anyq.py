@@ -203,7 +203,8 @@ def anyq_model(model_dir: str | Path, out_dir: str | Path, *, bits: int, group_s
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     user_ignore = [i for i in ignore if i != "lm_head"]
-    protected = set(resolve_protected(linear_names(model), user_ignore)) if user_ignore else set()
+    # the checkpoint is dense (fake-quantized): a fused group in part loads in every engine
+    protected = set(resolve_protected(linear_names(model), user_ignore, allow_split=True)) if user_ignore else set()
     targets = [n for n in linear_names(model) if n.split(".")[-1] != "lm_head" and n not in protected]
     batches = []
     for text in texts:

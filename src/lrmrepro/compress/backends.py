@@ -32,6 +32,8 @@ class Job:
     seed: int
     render: Callable[[dict[str, Any] | None], tuple[dict[str, Any], str]]
     info: Callable[[dict[str, Any]], Any]
+    #: a fused group (q/k/v, gate/up) may be quantized in part: the variant runs as a dense copy or with `only`
+    allow_split_groups: bool = False
 
 
 @dataclass
@@ -69,7 +71,7 @@ def _llmcompressor(job: Job, out: Path) -> Compressed:
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(job.model_dir, dtype="auto")
     tokenizer = AutoTokenizer.from_pretrained(job.model_dir)
-    protected = resolve_protected(linear_names(model), job.ignore) if job.ignore else []
+    protected = resolve_protected(linear_names(model), job.ignore, job.allow_split_groups) if job.ignore else []
     sq_skip = smoothquant_skip([n for n, _ in model.named_modules()], protected)
     recipe, recipe_text = job.render({"SmoothQuantModifier": sq_skip} if sq_skip else None)
     info = job.info(recipe)

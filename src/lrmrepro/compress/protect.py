@@ -39,8 +39,9 @@ def linear_names(model: Any) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
 
 
-def resolve_protected(names: Iterable[str], ignore: Iterable[str]) -> list[str]:
-    """The linear module names covered by ``ignore``; fails on entries that match nothing or split a fused group."""
+def resolve_protected(names: Iterable[str], ignore: Iterable[str], allow_split: bool = False) -> list[str]:
+    """The linear module names covered by ``ignore``; fails on entries that match nothing or (unless
+    ``allow_split``: a variant run dense or on transformers, a single-component one) split a fused group."""
     names = list(names)
     ignore = list(ignore)
     for entry in ignore:
@@ -65,10 +66,10 @@ def resolve_protected(names: Iterable[str], ignore: Iterable[str]) -> list[str]:
             if covered and len(covered) != len(members):
                 errors.append(f"{parent}: protects {[c.rsplit('.', 1)[1] for c in covered]} but not "
                               f"{[m.rsplit('.', 1)[1] for m in members if m not in pset]}")
-    if errors:
+    if errors and not allow_split:
         raise ValueError("ignore: protection splits fused groups (q/k/v and gate/up must be protected together, "
                          "because vLLM fuses them into one layer and refuses a checkpoint whose fused shards are "
-                         "quantized differently): " + "; ".join(errors))
+                         "quantized differently; a variant with execution: dequantized, or with `only`, may): " + "; ".join(errors))
     return protected
 
 

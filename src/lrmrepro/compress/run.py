@@ -31,20 +31,22 @@ def peak_rss_bytes() -> int:
 
 def compress_model(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, recipe: str,
                    ignore: Iterable[str] = (), sparsity: float | None = None, calibration: dict[str, Any],
-                   seed: int = 0, recipes_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+                   seed: int = 0, recipes_dir: str | os.PathLike | None = None,
+                   allow_split_groups: bool = False) -> dict[str, Any]:
     """Compress the HF checkpoint ``model_dir`` with recipe ``recipe`` into ``out_dir`` (replaced atomically), by the
     recipe's backend (:data:`lrmrepro.compress.backends.BACKENDS`).
 
     ``ignore``: protected modules (names or ``re:`` patterns anchored at the start), kept unquantized;
     ``sparsity``: fills the recipe's sparsity placeholder (sparsegpt_unstructured);
     ``calibration``: see :mod:`lrmrepro.compress.calibration` (``seed`` there defaults to ``seed``);
-    ``seed``: torch's global seed for the run. Returns the figures for meta.json (the caller writes it)."""
+    ``seed``: torch's global seed for the run; ``allow_split_groups``: the protected set may leave a fused group in
+    part (single-component variants, dense execution). Returns the figures for meta.json (the caller writes it)."""
     import torch
 
     ignore = list(ignore or [])
     job = Job(Path(model_dir), recipe, ignore, sparsity, validate_spec({"seed": seed, **dict(calibration)}), seed,
               render=lambda extra_ignore: render_recipe(recipe, ignore, sparsity, recipes_dir, extra_ignore=extra_ignore),
-              info=recipe_info)
+              info=recipe_info, allow_split_groups=allow_split_groups)
     backend = BACKENDS[recipe_backend(load_recipe(recipe, recipes_dir))]
     torch.manual_seed(seed)
     t0 = time.perf_counter()
