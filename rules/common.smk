@@ -56,6 +56,7 @@ try:
     STUDY_NAME = study_name(config, STUDY_FILES)
     STUDY_RESULTS, STUDY_LOGS = study_folders(STUDY_NAME)
     config["study"] = STUDY_NAME  # for the report's landing page (docs/report/workflow.rst)
+    config["this_machine"] = resolve_hardware("auto")  # what `auto` meant when this DAG was built
     # runs under a CPU label from before labels named the ISA are renamed or moved away, never run beside
     check_results("results", {run.hardware for run in STUDY.runs})
     # a CPU label names the numerics: runs under another CPU's label are made on that CPU, never generated here
