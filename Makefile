@@ -44,9 +44,12 @@ run-smollm2-compressed: env env-vllm
 # everything: the fast suite, the real vLLM engine, GPTQModel, and (as root) a local SLURM cluster
 # the three environments are independent (each its own venv from the same pip cache): built side by side, each
 # target's output kept together (-O); docs/benchmarks.md, "make test"
+# the suite in TEST_WORKERS processes (pytest-xdist), each test file in one: most of its time is single-threaded
+# start-ups (Snakemake, vLLM, SLURM jobs), so two workers on two cores finish sooner (docs/benchmarks.md, "make test")
+TEST_WORKERS ?= 2
 test:
 	$(MAKE) --no-print-directory -j3 -O env env-gptqmodel env-vllm
-	$(VENV)/bin/python -m pytest -q -m "slow or not slow"
+	$(VENV)/bin/python -m pytest -q -m "slow or not slow" -n $(TEST_WORKERS) --dist loadfile
 
 # every recorded artifact of results/ against its producer's record (files changed behind Snakemake's back)
 verify: env

