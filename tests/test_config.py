@@ -273,10 +273,12 @@ def test_every_error_of_a_config_is_reported_at_once(cfg):
     bad["compressions"]["gptq_w4a16"]["recipe"] = "gptq_w9a16"
     bad["experiments"]["compressed_runtime_grid"]["tasks"] = ["arith"]
     bad["experiments"]["precision_grid"]["tasks"] = ["timeline", "logic", "multihop"]
+    bad["experiments"]["compressed_runtime_grid"]["compressions"] = ["w8a8_int8", "gptq_w4a16"]
     with pytest.raises(ConfigError) as e:
         validate_config(bad)
     keys = [m.split(":")[0] for m in e.value.errors]
     assert "config key experiments.compression.tasks[4]" in keys
     assert "config key compressions.gptq_w4a16.recipe" in keys
     assert "config key experiments.compressed_runtime_grid.noise_from" in keys
+    assert "config key experiments.compressed_runtime_grid.compressions" in keys  # no uncompressed model to compare with
     assert str(e.value).startswith(f"{len(keys)} errors:") and len(keys) >= 3

@@ -225,6 +225,11 @@ def _check_references(config: dict) -> None:
                 if value not in allowed:
                     bad.append(
                         f"config key experiments.{ename}.{key}[{i}]: {value!r} is not defined; allowed values: {', '.join(allowed)}")
+        comps_used = exp.get("compressions", ["none"])
+        if len(comps_used) > 1 and "none" not in comps_used:
+            bad.append(f"config key experiments.{ename}.compressions: {comps_used} has no 'none': an experiment that "
+                       "compares compressions measures each against the uncompressed model (the compression table, "
+                       "the effects against runtime noise); add none")
         noise = exp.get("noise_from")
         if noise is not None:
             stats_exps = [n for n, e in config["experiments"].items() if e["stats"]]
