@@ -129,3 +129,16 @@ def test_a_single_component_variant_quantizes_that_module_alone(tiny_trained_mod
     dense = AutoModelForCausalLM.from_pretrained(tmp_path / "dense").state_dict()
     changed = sorted(k for k in base if not torch.equal(base[k], dense[k].to(base[k].dtype)))
     assert changed == [f"{up}.weight"]
+
+
+def test_transformers_on_several_gpus_is_refused_naming_vllm():
+    from lrmrepro.generate.vllm_support import UnsupportedRun, check_engines
+    from lrmrepro.runs import Engine
+
+    engine = Engine(model="m", compression="none", precision="bf16", backend="transformers", parallel=4,
+                    hardware="a100", decoding="greedy")
+    with pytest.raises(UnsupportedRun, match="parallel=4 on a GPU label with the transformers backend.*backend vllm"):
+        check_engines([engine], {"models": {"m": {"source": "embedded"}}}, {})
+    cpu = Engine(model="m", compression="none", precision="bf16", backend="transformers", parallel=2,
+                 hardware="cpu-amd-epyc-avx2", decoding="greedy")
+    check_engines([cpu], {"models": {"m": {"source": "embedded"}}}, {})  # CPU threads

