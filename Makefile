@@ -81,8 +81,9 @@ figures: env
 	$(SNAKEMAKE) --cores $(CORES) $(if $(STUDY),--configfile $(STUDY)) --rerun-triggers mtime params input \
 		--forcerun $$rules --
 
+# the report, with lrmrepro's stylesheet (the landing page starts at its top, the rule graph stays narrow)
 report: env
-	$(SNAKEMAKE) --cores $(CORES) --report results/report.html
+	$(SNAKEMAKE) --cores $(CORES) --report results/report.html --report-stylesheet docs/report/style.css
 
 bench: env
 	for b in benchmarks/*.py; do [ $$b = benchmarks/vllm_overhead.py ] && continue; echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done

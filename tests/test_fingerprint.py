@@ -111,10 +111,12 @@ def test_every_rule_fingerprints_its_own_script():
             codes = re.findall(r'code=(?:code_of|module_code)\("([\w.]+)"\)', block)
             script = re.search(r'script:\s*\n\s*"\.\./workflow_scripts/([\w.]+)"', block)
             shell = re.search(r"-m ([\w.]+)", block)
+            # a `run:` block that calls one package module: `from <module> import ...`
+            run = re.search(r"run:\s*\n\s*from ([\w.]+) import", block)
             if name == "all" or not (script or shell or "run:" in block):
                 continue  # a target rule (all, preflight): it runs no code
             assert len(codes) == 1, f"rule {name} in {smk.name}: needs exactly one code=code_of(...) param"
-            ran = script.group(1) if script else (shell.group(1) if shell else None)
+            ran = script.group(1) if script else (shell.group(1) if shell else (run.group(1) if run else None))
             assert ran == codes[0], f"rule {name}: runs {ran} but fingerprints {codes[0]}"
             checked += 1
     assert checked >= 22

@@ -105,9 +105,13 @@ def test_tables_and_figures_are_produced(finished_run):
 def test_report_opens_with_the_methods_page(finished_run):
     """`snakemake --report`: the workflow-level `report:` page (docs/report/workflow.rst) describes the method."""
     workflow, run = finished_run
-    _snakemake(["--report", str(run / "report.html")], run, workflow)
+    _snakemake(["--report", str(run / "report.html"), "--report-stylesheet",
+                str(workflow / "docs/report/style.css")], run, workflow)
     html = (run / "report.html").read_text()
     assert "When Reasoning Meets Compression" in html and "Avg_Std@top1_prob" in html
+    # the landing page: the study and what ran first; the stylesheet that starts it at its top; tables as pages
+    assert "This study: default" in html and "What ran." in html and "align-items: flex-start" in html
+    assert "accuracy.html" in html
 
 
 def test_every_artifact_has_provenance(finished_run):

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 from .extract import (ANSWER_ANCHOR_RE, anchored_answers, boxed_contents, boxed_spans, fallback_line, last_boxed,
                       strip_emphasis, unwrap_latex_text)
-from . import bounded
+from .bounded import call as run_bounded
 from .program import extract_program_from, run_tests, test_limits
 from .squad import best_em_f1, normalize_answer
 from ..tasks import gold as gold_rules
@@ -157,7 +157,7 @@ def math_equal(pred: str, gold: str) -> bool:
         return False  # not an answer but a loop's residue: math-verify would spend its whole timeout parsing it
     if not _in_main_thread():  # no signal.alarm here: the same work in a worker process, bounded from outside
         try:
-            return bounded.call(_math_verify_equal, pred, gold, MATH_VERIFY_SECONDS,
+            return run_bounded(_math_verify_equal, pred, gold, MATH_VERIFY_SECONDS,
                                 timeout=2 * MATH_VERIFY_SECONDS + 5)
         except Exception:  # over time (the worker is killed) or the worker died: "not equal", like a timeout
             return False
