@@ -129,3 +129,15 @@ def test_profile_resources_reach_the_engine_and_preflight_rules(tmp_path):
     for name in ("preflight_vllm", "generate_r1"):
         block = next(b for b in blocks if b.startswith(f"rule {name}"))
         assert "slurm_partition=gpu, cpus_per_gpu=8" in block and re.search(r"gpu_model=(a100|l40s)\b", block), block[:1500]
+
+
+def test_each_compression_model_requests_the_gpus_its_tensor_parallel_size_needs(tmp_path):
+    """paper-compression.yaml through a profile: a 70B engine job requests 4 A100s, a 32B one 2, an 8B one 1."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-n",
+                           "--configfile", str(ROOT / "configs" / "paper-compression.yaml")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    blocks = re.split(r"\n(?=rule |localrule )", proc.stdout)
+    for model, gpus in (("llama_70b", 4), ("qwen_32b", 2), ("llama_8b", 1)):
+        block = next(b for b in blocks if b.startswith(f"rule generate_r1_distill_{model}_none_bf16_vllm"))
+        assert re.search(rf"\bgpu={gpus}\b", block) and "gpu_model=a100" in block, block[:1500]
