@@ -51,6 +51,14 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen, psutil.Process, int]:
     return sched, job, int(beat.read_text())
 
 
+def _kill(*pids: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_a_job_and_its_children_stop_when_snakemake_is_killed(tmp_path):
     sched, job, grandchild = _start(tmp_path)
     try:
@@ -69,11 +77,7 @@ def test_a_job_and_its_children_stop_when_snakemake_is_killed(tmp_path):
             raise AssertionError("the job's child process outlived it")
         assert jobguard.live_runs(tmp_path) == []
     finally:
-        for pid in (sched.pid, job.pid, grandchild):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill(sched.pid, job.pid, grandchild)
 
 
 def test_unlock_names_the_live_processes(tmp_path, capsys):
@@ -83,11 +87,7 @@ def test_unlock_names_the_live_processes(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "a run is alive there" in err and f"pid {sched.pid}:" in err and f"pid {job.pid}:" in err
     finally:
-        for pid in (sched.pid, job.pid, grandchild):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill(sched.pid, job.pid, grandchild)
 
 
 def test_a_script_run_by_hand_is_not_guarded():

