@@ -40,17 +40,11 @@ from .loop import Stopwatch, generate_chunks
 from .vllm_engine import detect_device, engine_kwargs, gpu_info, needed_model_len, prepare_environment, \
     register_layercast
 from ..compress.schemes import scheme_of_checkpoint
+from ..hardware import isa_of_label
+from ..provenance import hardware_label
 from .vllm_support import check_batch_invariant_gpu, check_supported
 
 log = logging.getLogger(__name__)
-
-
-def _cpu_isa() -> str:
-    """This machine's ISA level (what vLLM's CPU kernels can use), from /proc/cpuinfo and the ISA caps."""
-    from ..hardware import cpu_isa
-    from ..provenance import cpu_flags, isa_env
-
-    return cpu_isa(cpu_flags(), isa_env())["isa"]
 
 
 def store_key(model_dir: str | Path, prompts: Sequence[str], ids: Sequence[str], *, precision: str, parallel: int,
@@ -149,7 +143,7 @@ class VllmGenerator:
         self.device = detect_device()
         self.scheme = scheme_of_checkpoint(self.model_dir)
         check_supported(precision, self.scheme, self.device, batch_invariant=batch_invariant, parallel=parallel,
-                        cpu_isa=_cpu_isa() if self.device == "cpu" else None)
+                        cpu_isa=isa_of_label(hardware_label()) if self.device == "cpu" else None)
         if batch_invariant and self.device == "cuda":
             check_batch_invariant_gpu()
         self.env = prepare_environment(self.device, batch_invariant=batch_invariant, cache_root=cache_root,

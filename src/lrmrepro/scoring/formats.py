@@ -16,6 +16,7 @@ any rule looks at it."""
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 import re
@@ -321,7 +322,7 @@ class Judgement:
     rule: str = "none"
 
 
-class AnswerFormat:
+class AnswerFormat(abc.ABC):
     """One answer format: a subclass sets ``name`` and defines :meth:`extract`, :meth:`normalise` and
     :meth:`compare`; :meth:`check_gold` applies the format's gold rule (:data:`lrmrepro.tasks.gold.GOLD_RULES`, the
     rule task preparation checks every item with). ``graded``: the format reports ``em``/``f1`` (0 without an
@@ -330,17 +331,17 @@ class AnswerFormat:
     name: ClassVar[str]
     graded: ClassVar[bool] = False
 
+    @abc.abstractmethod
     def extract(self, segs: Sequence[str], item: Item) -> tuple[str | None, str]:
         """``(extracted, rule)`` from the segments to search; ``(None, "none")`` when no rule fires."""
-        raise NotImplementedError
 
     def normalise(self, answer: str | None, item: Item) -> Any:
         """The comparable form of an answer (extracted or gold); None when it is not an answer of this format."""
         return answer
 
+    @abc.abstractmethod
     def compare(self, extracted: str, gold: str, item: Item) -> tuple[bool, float | None, float | None]:
         """``(correct, em, f1)`` of an extracted answer against the gold answer."""
-        raise NotImplementedError
 
     def check_gold(self, gold: str, item: Item) -> None:
         """Raise :class:`GoldAnswerError` (a ValueError) when ``gold`` is not a gold answer of this format."""
