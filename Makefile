@@ -7,7 +7,7 @@ SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= all
 TARGET ?=
 
-.PHONY: env env-smollm2 env-vllm env-gptqmodel run run-full run-smollm2 run-smollm2-compressed check-results unlock verify figures test test-fast test-slow lint report bench clean-results
+.PHONY: env env-smollm2 env-vllm env-gptqmodel env-llamacpp run run-full run-smollm2 run-smollm2-compressed check-results unlock verify figures test test-fast test-slow lint report bench clean-results
 
 env:
 	@scripts/setup-env.sh
@@ -19,6 +19,10 @@ env-vllm:
 
 env-gptqmodel:
 	scripts/setup-extra-env.sh gptqmodel
+
+# llama.cpp (llama-cpp-python, compiled from source the first time: ~11 min on 2 cores; then pip's cached wheel)
+env-llamacpp:
+	scripts/setup-extra-env.sh llamacpp
 
 run: env
 	$(SNAKEMAKE) --cores $(CORES) $(TARGET)
@@ -41,14 +45,14 @@ run-smollm2: env
 run-smollm2-compressed: env env-vllm
 	$(SNAKEMAKE) --cores $(CORES) --configfile configs/smollm2-compressed.yaml $(TARGET)
 
-# everything: the fast suite, the real vLLM engine, GPTQModel, and (as root) a local SLURM cluster
+# everything: the fast suite, the real vLLM engine, llama.cpp, GPTQModel, and (as root) a local SLURM cluster
 # the three environments are independent (each its own venv from the same pip cache): built side by side, each
 # target's output kept together (-O); docs/benchmarks.md, "make test"
 # the suite in TEST_WORKERS processes (pytest-xdist), each test file in one: most of its time is single-threaded
 # start-ups (Snakemake, vLLM, SLURM jobs), so two workers on two cores finish sooner (docs/benchmarks.md, "make test")
 TEST_WORKERS ?= 2
 test:
-	$(MAKE) --no-print-directory -j3 -O env env-gptqmodel env-vllm
+	$(MAKE) --no-print-directory -j4 -O env env-gptqmodel env-vllm env-llamacpp
 	$(VENV)/bin/python -m pytest -q -m "slow or not slow" -n $(TEST_WORKERS) --dist loadfile
 
 # every recorded artifact of results/ against its producer's record (files changed behind Snakemake's back)

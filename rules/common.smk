@@ -15,14 +15,16 @@ from lrmrepro import fingerprint
 from lrmrepro.config import ConfigError, load_study
 from lrmrepro.environment import job_environment, missing_environments, needed_environments
 from lrmrepro.generate import preflight
-from lrmrepro.generate.engines import engine_of
-from lrmrepro.generate.vllm_support import UnsupportedRun, check_engines
+from lrmrepro.generate.engines import backend_labels, engine_of
+from lrmrepro.generate.preflight import engine_options
+from lrmrepro.generate.gate import check_engines
+from lrmrepro.generate.vllm_support import UnsupportedRun
 from lrmrepro.hardware import HardwareMismatch, check_planned_cpu_labels, on_cpu
 from lrmrepro.precision import PRECISIONS
 from lrmrepro.provenance import hardware_label, machine_record
 from lrmrepro.relabel import LegacyResults, check_results
 from lrmrepro.models.context import ContextError, check_max_new_tokens, model_contexts
-from lrmrepro.runs import BACKENDS, CHECKPOINT, DEQUANTIZED, TASK_ITEMS, Engine, Run
+from lrmrepro.runs import CHECKPOINT, DEQUANTIZED, GGUF, TASK_ITEMS, Engine, Run
 from lrmrepro.study import Study, StudyError, study_folders, study_name
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
@@ -103,7 +105,7 @@ wildcard_constraints:
     compressed=_alternatives(config["compressions"]) or "(?!)",
     task=_alternatives(config["tasks"]),
     precision=_alternatives(PRECISIONS),
-    backend=_alternatives(BACKENDS),
+    backend=_alternatives(backend_labels(config)),
     parallel=r"\d+",
     batch_size=r"\d+",
     hardware=r"[A-Za-z0-9-]+",
@@ -204,7 +206,10 @@ def preflight_point(wildcards):
 
 
 def preflight_model(wildcards):
-    return CHECKPOINT.format(model=preflight_point(wildcards)["model"], compression="none")
+    model = preflight_point(wildcards)["model"]
+    if engine_of(wildcards.backend).name == "llamacpp":
+        return GGUF.format(model=model)
+    return CHECKPOINT.format(model=model, compression="none")
 
 
 def preflight_tasks(wildcards):
@@ -265,7 +270,8 @@ def repeat_checkpoint(wildcards):
 
 
 def vllm_threads(engine):
-    """Cores of a vLLM engine job: on CPU one per tensor-parallel rank (each rank is pinned to its own), on GPU 1."""
+    """Cores of a vLLM engine job: on CPU one per tensor-parallel rank (each rank is pinned to its own), on GPU 1;
+    of a llama.cpp job: its threads on CPU, 1 on GPU."""
     return int(engine.parallel) if on_cpu(engine.hardware) else 1
 
 
@@ -274,8 +280,8 @@ def gpu_model(engine):
     return "" if on_cpu(engine.hardware) else engine.hardware
 
 
-def check_vllm_runs():
-    """Every vLLM engine of the study can be executed by vLLM (lrmrepro.generate.vllm_support.check_engines)."""
+def check_engine_runs():
+    """Every engine of the study can be executed by its backend (lrmrepro.generate.gate.check_engines)."""
     try:
         check_engines(ENGINES, config, STUDY.compressions)
     except UnsupportedRun as err:
@@ -468,7 +474,7 @@ def artifact_targets():
     return targets
 
 
-check_vllm_runs()
+check_engine_runs()
 
 
 onstart:

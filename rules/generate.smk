@@ -34,7 +34,7 @@ for _engine, _runs in ENGINES.items():
             script:
                 "../workflow_scripts/generate.py"
 
-    else:  # vLLM, in its own environment through its command line
+    elif engine_of(_engine.backend).name == "vllm":  # vLLM, in its own environment through its command line
 
         rule:
             name:
@@ -66,6 +66,37 @@ for _engine, _runs in ENGINES.items():
                 '"$LRMREPRO_VLLM_PYTHON" -m lrmrepro.generate.vllm_cli --model {input.model} --job {params.job:q}'
                 " --code {params.code} {params.batch_invariant} --enforce-eager {params.enforce_eager} --log {log}"
                 " 2>> {log}"
+
+    else:  # llama.cpp, in its own environment through the engines' command line; its runtime profile as options
+
+        rule:
+            name:
+                _engine.rule
+            input:
+                model=STUDY.engine_checkpoint(_engine),
+                tasks=engine_task_items(_runs),
+                preflight=preflight_of(_engine),
+            output:
+                generations=[r.generations for r in _runs],
+                meta=[r.meta for r in _runs],
+            params:
+                job=json.dumps([run_spec(r) for r in _runs]),
+                options=json.dumps(engine_options(_engine.backend, config)),
+                code=module_code("lrmrepro.generate.engine_cli"),
+            threads: vllm_threads(_engine)
+            resources:
+                **profile_resources("generate_llamacpp"),
+                gpu=gpu_count(_engine),
+                gpu_model=gpu_model(_engine),
+            conda:
+                "../envs/llamacpp.yaml"
+            log:
+                f"logs/generate/{_engine.slug}.log",
+            benchmark:
+                f"results/benchmarks/generate/{_engine.slug}.tsv"
+            shell:
+                '"$LRMREPRO_LLAMACPP_PYTHON" -m lrmrepro.generate.engine_cli --model {input.model} --job {params.job:q}'
+                " --options {params.options:q} --code {params.code} --log {log} 2>> {log}"
 
 
 # the noise floor: a greedy transformers run generated a second time, on its own
@@ -143,6 +174,33 @@ rule preflight_vllm:
         "results/benchmarks/preflight/{backend}/{precision}/p{parallel}/{hardware}.tsv"
     shell:
         '"$LRMREPRO_VLLM_PYTHON" -m lrmrepro.generate.preflight --model {input.model} --spec {params.point:q}'
+        " --out {output.report} --log {log} 2>> {log}"
+
+
+rule preflight_llamacpp:
+    input:
+        model=preflight_model,
+        tasks=preflight_tasks,
+    output:
+        report=PREFLIGHT,
+    wildcard_constraints:
+        backend="llamacpp(_[A-Za-z0-9]+)?",
+    params:
+        point=lambda wc: json.dumps(preflight_point(wc)),
+        code=module_code("lrmrepro.generate.preflight"),
+    threads: lambda wc: int(wc.parallel) if on_cpu(wc.hardware) else 1
+    resources:
+        **profile_resources("generate_llamacpp"),
+        gpu=lambda wc: 0 if on_cpu(wc.hardware) else int(wc.parallel),
+        gpu_model=lambda wc: "" if on_cpu(wc.hardware) else wc.hardware,
+    conda:
+        "../envs/llamacpp.yaml"
+    log:
+        "logs/preflight/{backend}/{precision}/p{parallel}/{hardware}.log",
+    benchmark:
+        "results/benchmarks/preflight/{backend}/{precision}/p{parallel}/{hardware}.tsv"
+    shell:
+        '"$LRMREPRO_LLAMACPP_PYTHON" -m lrmrepro.generate.preflight --model {input.model} --spec {params.point:q}'
         " --out {output.report} --log {log} 2>> {log}"
 
 

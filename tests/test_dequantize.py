@@ -55,7 +55,8 @@ def test_only_quantizes_exactly_the_modules_named(tiny_trained_model):
 
 def test_packed_vllm_with_a_fused_group_in_part_is_refused_and_dequantized_is_not():
     from lrmrepro.compressions import Compression
-    from lrmrepro.generate.vllm_support import UnsupportedRun, check_engines
+    from lrmrepro.generate.gate import check_engines
+    from lrmrepro.generate.vllm_support import UnsupportedRun
     from lrmrepro.runs import Engine
 
     cfg = {"models": {"m": {"source": "embedded"}}}
@@ -132,7 +133,8 @@ def test_a_single_component_variant_quantizes_that_module_alone(tiny_trained_mod
 
 
 def test_transformers_on_several_gpus_is_refused_naming_vllm():
-    from lrmrepro.generate.vllm_support import UnsupportedRun, check_engines
+    from lrmrepro.generate.gate import check_engines
+    from lrmrepro.generate.vllm_support import UnsupportedRun
     from lrmrepro.runs import Engine
 
     engine = Engine(model="m", compression="none", precision="bf16", backend="transformers", parallel=4,

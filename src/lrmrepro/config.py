@@ -195,6 +195,42 @@ def _check_files(config: dict, workdir: Path) -> None:
                 "`path` to load it from the Hugging Face hub")
 
 
+def _check_llamacpp(ename: str, exp: dict, config: dict) -> list[str]:
+    """What an experiment on llama.cpp (backend llamacpp) needs, and runtime profiles used only there."""
+    bad = []
+    profiles = (config.get("llamacpp") or {}).get("runtimes") or {}
+    if exp["backend"] != "llamacpp":
+        if exp["runtimes"] != ["default"]:
+            bad.append(f"config key experiments.{ename}.runtimes: {exp['runtimes']} is for backend llamacpp (its "
+                       f"runtime profiles); this experiment's backend is {exp['backend']!r}")
+        return bad
+    for i, name in enumerate(exp["runtimes"]):
+        if name != "default" and name not in profiles:
+            bad.append(f"config key experiments.{ename}.runtimes[{i}]: {name!r} is not a runtime profile; allowed "
+                       f"values: {', '.join(['default', *profiles])} (define it under llamacpp.runtimes)")
+    for i, model in enumerate(exp["models"]):
+        source = config["models"].get(model, {}).get("source")
+        if source is not None and source != "gguf":
+            bad.append(f"config key experiments.{ename}.models[{i}]: {model!r} has source {source!r}; backend "
+                       "llamacpp runs GGUF models (source gguf): give the model as a GGUF file or hub repository and "
+                       "quantization, or use backend transformers or vllm")
+    for i, comp in enumerate(exp["compressions"]):
+        if comp != "none":
+            bad.append(f"config key experiments.{ename}.compressions[{i}]: {comp!r}: backend llamacpp runs GGUF models "
+                       "as they are (a GGUF quantization is a model of its own: models.<name>.quant); allowed "
+                       "values: none")
+    for i, precision in enumerate(exp["precisions"]):
+        if precision != "fp32":
+            bad.append(f"config key experiments.{ename}.precisions[{i}]: {precision!r}: llama.cpp computes in the "
+                       "types its GGUF tensors and kernels fix (activations in fp32 on CPU); allowed values: fp32 "
+                       "(vary llamacpp.runtimes.<profile>.kv_cache for the KV cache's type)")
+    for name, prof in profiles.items():
+        if prof.get("n_ubatch", 512) > prof.get("n_batch", 512):
+            bad.append(f"config key llamacpp.runtimes.{name}.n_ubatch: {prof['n_ubatch']} is larger than n_batch "
+                       f"{prof.get('n_batch', 512)}; allowed: at most n_batch")
+    return bad
+
+
 def _check_references(config: dict) -> None:
     """Every name an experiment uses is defined, and each entry is consistent; every problem found is reported."""
     bad: list[str] = []
@@ -202,8 +238,17 @@ def _check_references(config: dict) -> None:
     comps = ["none", *config.get("compressions", {})]
     for name, m in models.items():
         need = {"hub": "id", "local": "path", "gguf": "gguf"}.get(m["source"])
+        if m["source"] == "gguf" and "id" in m:
+            need = "quant"  # a hub repository of GGUF files: which quantization
+            if "gguf" in m:
+                bad.append(f"config key models.{name}.gguf: {m['gguf']!r} given with id {m['id']!r}; a GGUF model is "
+                           "either a file (gguf) or a hub repository and quantization name (id and quant)")
+        elif "quant" in m:
+            bad.append(f"config key models.{name}.quant: {m['quant']!r} is for source gguf with id (a hub repository "
+                       f"of GGUF files), not source {m['source']!r}" + (" with a file" if m["source"] == "gguf" else ""))
         if need and need not in m:
-            bad.append(f"config key models.{name}.{need}: required for source {m['source']!r}")
+            bad.append(f"config key models.{name}.{need}: required for source {m['source']!r}"
+                       + (" with id (a hub repository of GGUF files)" if need == "quant" else ""))
         if m["source"] == "embedded":
             try:
                 _check_embedded(name, config["train"])
@@ -244,14 +289,16 @@ def _check_references(config: dict) -> None:
                     f"of this experiment (its tasks: {', '.join(config['experiments'][noise]['tasks'])}), so their "
                     "runtime noise would be missing from the compression table; add them to that grid, or pick "
                     "another noise_from")
+        bad.extend(_check_llamacpp(ename, exp, config))
         if exp["stats"]:
-            sizes = {k: len(exp[k]) for k in ("parallel", "batch_sizes", "hardware")}
+            sizes = {k: len(exp[k]) for k in ("parallel", "batch_sizes", "hardware", "runtimes")}
             if all(n == 1 for n in sizes.values()):
                 bad.append(
                     f"config key experiments.{ename}.stats: true, but its grid has one runtime configuration "
-                    f"(parallel {exp['parallel']}, batch_sizes {exp['batch_sizes']}, hardware {exp['hardware']}): "
-                    "the nondeterminism statistics compare two or more (every std would be NaN); add a batch size, a "
-                    "parallel size or a hardware label, or set stats: false")
+                    f"(parallel {exp['parallel']}, batch_sizes {exp['batch_sizes']}, hardware {exp['hardware']}, "
+                    f"runtimes {exp['runtimes']}): the nondeterminism statistics compare two or more (every std would "
+                    "be NaN); add a batch size, a parallel size, a hardware label or a runtime profile, or set "
+                    "stats: false")
         for dname in exp["decoding"]:
             d = config["decoding"].get(dname)
             if d is not None and is_greedy(d["temperature"]) and d["n"] != 1:

@@ -22,8 +22,8 @@ def vllm_python(basedir: str | Path) -> str:
 def job_environment(basedir: str | Path) -> dict[str, str]:
     """Set, in this process (and so in every job Snakemake starts from it), ``PYTHONPATH`` to begin with the checkout's
     ``src/`` (jobs run the package code the code fingerprints hash, not another installed copy), and the
-    interpreters of the extra environments: ``LRMREPRO_VLLM_PYTHON`` (:func:`vllm_python`) and
-    ``LRMREPRO_GPTQMODEL_PYTHON`` (``.venvs/gptqmodel``), and the generation cache, ``LRMREPRO_CACHE``
+    interpreters of the extra environments: ``LRMREPRO_VLLM_PYTHON`` (:func:`vllm_python`),
+    ``LRMREPRO_GPTQMODEL_PYTHON`` (``.venvs/gptqmodel``) and ``LRMREPRO_LLAMACPP_PYTHON`` (``.venvs/llamacpp``), and the generation cache, ``LRMREPRO_CACHE``
     (``.lrmrepro-cache`` of the working directory unless set), and ``TQDM_MININTERVAL`` (10 s) for the libraries'
     own progress bars in job logs. Returns what was set."""
     src = str(Path(basedir) / "src")
@@ -31,6 +31,8 @@ def job_environment(basedir: str | Path) -> dict[str, str]:
     env = {"PYTHONPATH": os.pathsep.join([src, *rest]), "LRMREPRO_VLLM_PYTHON": vllm_python(basedir),
            "LRMREPRO_GPTQMODEL_PYTHON": os.environ.get("LRMREPRO_GPTQMODEL_PYTHON")
            or str(Path(basedir) / ".venvs" / "gptqmodel" / "bin" / "python"),
+           "LRMREPRO_LLAMACPP_PYTHON": os.environ.get("LRMREPRO_LLAMACPP_PYTHON")
+           or str(Path(basedir) / ".venvs" / "llamacpp" / "bin" / "python"),
            # the generation cache (lrmrepro.generate.cache): the working directory's unless the user names one
            "LRMREPRO_CACHE": os.environ.get("LRMREPRO_CACHE") or str(Path.cwd() / ".lrmrepro-cache"),
            # the libraries' own progress bars (llm-compressor's calibration of layer i of N, vLLM's, Trainer's) write
@@ -46,6 +48,8 @@ EXTRA_ENVIRONMENTS = {
              "on a GPU machine)"),
     "gptqmodel": ("LRMREPRO_GPTQMODEL_PYTHON", "GPTQModel recipes (gptaq_*, gptqmodel_*)",
                   "make env-gptqmodel (scripts/setup-extra-env.sh gptqmodel)"),
+    "llamacpp": ("LRMREPRO_LLAMACPP_PYTHON", "llama.cpp runs", "make env-llamacpp (scripts/setup-extra-env.sh "
+                 "llamacpp; LLAMACPP_CMAKE_ARGS=-DGGML_CUDA=on for a CUDA build)"),
 }
 
 
@@ -79,7 +83,7 @@ def needed_environments(jobs: Iterable[Any], engines: Iterable[Any],
         name = job.rule.name
         if name in own:
             needed.setdefault(own[name][0], []).append(own[name][1])
-        elif name == "preflight_vllm":
+        elif name in ("preflight_vllm", "preflight_llamacpp"):
             environment = engine_of(job.wildcards.backend).environment
             needed.setdefault(environment, []).append(f"preflight {job.wildcards.backend}/{job.wildcards.hardware}")
         elif name == "compress":

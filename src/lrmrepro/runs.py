@@ -19,12 +19,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterable, Mapping
 
-from .generate.engines import BACKENDS as ENGINE_BACKENDS
+from .generate.engines import BACKENDS as ENGINE_BACKENDS, backend_label
 
 #: a model's checkpoint folder: ``none`` is the uncompressed model, any other compression a compressed variant
 CHECKPOINT = "results/models/{model}/{compression}"
 #: the dense copy of a compressed variant whose execution is ``dequantized`` (rule dequantize)
 DEQUANTIZED = "results/dequantized/{model}/{compression}"
+#: a GGUF model as it is, for the llamacpp backend (rule fetch_gguf): its file, or every part of a split one
+GGUF = "results/gguf/{model}"
 #: a task's evaluation items (rule prepare_task)
 TASK_ITEMS = "results/tasks/{task}.parquet"
 #: the generation backends (``vllm_batch_invariant``: vLLM with ``VLLM_BATCH_INVARIANT=1``); the schema's enum equals it
@@ -164,10 +166,12 @@ def expand_runs(config: dict, experiment: str | None = None,
     seen: dict[Run, None] = {}
     for name in names:
         exp = config["experiments"][name]
-        for combo in itertools.product(exp["models"], exp["compressions"], exp["tasks"], exp["precisions"],
+        # a runtime profile (llamacpp.runtimes) is part of the backend label: a runtime label like batch sizes
+        backends = [backend_label(exp["backend"], p) for p in exp.get("runtimes", ["default"])]
+        for combo in itertools.product(exp["models"], exp["compressions"], exp["tasks"], exp["precisions"], backends,
                                        exp["parallel"], exp["batch_sizes"], exp["hardware"], exp["decoding"]):
-            model, compression, task, precision, parallel, batch_size, hardware, decoding = combo
-            seen.setdefault(Run(model, compression, task, precision, exp["backend"], parallel, batch_size,
+            model, compression, task, precision, backend, parallel, batch_size, hardware, decoding = combo
+            seen.setdefault(Run(model, compression, task, precision, backend, parallel, batch_size,
                                 resolve_hardware(hardware), decoding))
     return list(seen)
 
@@ -195,6 +199,7 @@ def importance_runs(config: dict, resolve_hardware: Callable[[str], str] = lambd
     exp = config["experiments"][imp["experiment"]]
     models = [model] if model else importance_models(config, protected)
     compressions = [compression] if compression else ["none", *imp["compare"]]
-    return [Run(m, c, task, exp["precisions"][0], exp["backend"], exp["parallel"][0], exp["batch_sizes"][0],
+    return [Run(m, c, task, exp["precisions"][0], backend_label(exp["backend"], exp.get("runtimes", ["default"])[0]),
+                exp["parallel"][0], exp["batch_sizes"][0],
                 resolve_hardware(exp["hardware"][0]), imp["decoding"])
             for m in models for c in compressions for task in imp["tasks"]]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .compressions import Compression, compressions
 from .hardware import aliases
-from .runs import DEQUANTIZED, TASK_ITEMS, Engine, Run, engines, expand_runs, importance_runs, is_greedy
+from .runs import DEQUANTIZED, GGUF, TASK_ITEMS, Engine, Run, engines, expand_runs, importance_runs, is_greedy
 
 
 #: the study whose statistics, tables, figures and summary are results/ itself
@@ -181,8 +181,12 @@ class Study:
         return [name for name, c in self.compressions.items() if c.method == method]
 
     def engine_checkpoint(self, engine: Engine) -> str:
-        """The checkpoint an engine loads: the variant's compressed checkpoint, or its dense copy where the
-        variant's ``execution`` is ``dequantized``."""
+        """The checkpoint an engine loads: the variant's compressed checkpoint, its dense copy where the variant's
+        ``execution`` is ``dequantized``, or (llama.cpp) the GGUF file(s) themselves."""
+        from .generate.engines import engine_of
+
+        if engine_of(engine.backend).name == "llamacpp":
+            return GGUF.format(model=engine.model)
         comp = self.compressions.get(engine.compression)
         if comp is not None and comp.dequantized:
             return DEQUANTIZED.format(model=engine.model, compression=engine.compression)

@@ -153,12 +153,13 @@ def run_engine(model_dir: str, specs: Sequence[Mapping[str, Any]], *, code: str 
     options, then ``options`` over them), generate every run, close it."""
     import importlib
 
-    from .engines import engine_of
+    from .engines import engine_of, split_backend
 
     job = check_job(specs)
     kind = engine_of(job.engine.backend)
+    backend = split_backend(job.engine.backend)[0]  # a runtime profile's label: its backend's options
     opened = importlib.import_module(kind.module).open_engine(
-        model_dir, job, code=code, options={**kind.backends[job.engine.backend], **(options or {})}, log=log)
+        model_dir, job, code=code, options={**kind.backends[backend], **(options or {})}, log=log)
     try:
         generate_all(job, opened.prepared, opened.generate, code=code, log=log, extra_config=opened.extra_config)
     finally:

@@ -29,6 +29,10 @@ class EngineKind:
     environment: str | None = None
     #: the command line (a module run with ``python -m``) of an engine with an environment of its own
     cli: str | None = None
+    #: the configuration section of the engine's named runtime profiles (``llamacpp.runtimes``), or None: a run of
+    #: profile ``<p>`` has the backend label ``<backend>_<p>`` (profile ``default``: the backend name alone), so that
+    #: the profile is a runtime label the statistics compare like batch sizes (:func:`backend_label`)
+    profiles: str | None = None
 
 
 #: every engine, in the order the configuration's backend names are listed
@@ -37,15 +41,51 @@ ENGINES: dict[str, EngineKind] = {e.name: e for e in [
     EngineKind("vllm", "lrmrepro.generate.vllm_backend",
                {"vllm": {"batch_invariant": False}, "vllm_batch_invariant": {"batch_invariant": True}},
                environment="vllm", cli="lrmrepro.generate.vllm_cli"),
+    EngineKind("llamacpp", "lrmrepro.generate.llamacpp_backend", {"llamacpp": {}}, environment="llamacpp",
+               cli="lrmrepro.generate.engine_cli", profiles="llamacpp"),
 ]}
 
 #: the configuration's backend names (``experiments.<name>.backend``), each served by one engine
 BACKENDS: tuple[str, ...] = tuple(b for e in ENGINES.values() for b in e.backends)
 
 
-def engine_of(backend: str) -> EngineKind:
-    """The engine that serves the configuration backend ``backend``."""
+#: the name of the runtime profile of a backend label without one
+DEFAULT_PROFILE = "default"
+
+
+def split_backend(label: str) -> tuple[str, str]:
+    """(backend, runtime profile) of a run's backend label: ``llamacpp_nb8`` -> (``llamacpp``, ``nb8``); a backend
+    name alone -> (it, ``default``)."""
+    if label in BACKENDS:
+        return label, DEFAULT_PROFILE
     for engine in ENGINES.values():
-        if backend in engine.backends:
+        for backend in engine.backends:
+            if engine.profiles and label.startswith(backend + "_") and label[len(backend) + 1:].isalnum():
+                return backend, label[len(backend) + 1:]
+    raise ValueError(f"unknown backend {label!r}; allowed values: {', '.join(BACKENDS)} (and <backend>_<runtime "
+                     "profile> for " + ", ".join(e.name for e in ENGINES.values() if e.profiles) + ")")
+
+
+def backend_label(backend: str, profile: str = DEFAULT_PROFILE) -> str:
+    """The run label of ``backend`` in runtime profile ``profile`` (the inverse of :func:`split_backend`)."""
+    return backend if profile == DEFAULT_PROFILE else f"{backend}_{profile}"
+
+
+def backend_labels(config: Mapping[str, Any]) -> list[str]:
+    """Every backend label a configuration can name: the backends, and each profiled engine's backends with each of
+    the configuration's runtime profiles."""
+    labels = list(BACKENDS)
+    for engine in ENGINES.values():
+        if engine.profiles:
+            profiles = (config.get(engine.profiles) or {}).get("runtimes") or {}
+            labels += [backend_label(b, p) for b in engine.backends for p in profiles if p != DEFAULT_PROFILE]
+    return labels
+
+
+def engine_of(backend: str) -> EngineKind:
+    """The engine that serves the configuration backend (or backend label with a runtime profile) ``backend``."""
+    name = split_backend(backend)[0]
+    for engine in ENGINES.values():
+        if name in engine.backends:
             return engine
-    raise ValueError(f"unknown backend {backend!r}; allowed values: {', '.join(BACKENDS)}")
+    raise AssertionError(name)

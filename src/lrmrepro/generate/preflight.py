@@ -42,6 +42,21 @@ def needs_preflight(required: str, hardware_label: str) -> bool:
     return required == "all" or (required == "gpu" and not on_cpu(hardware_label))
 
 
+def engine_options(backend: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The options of an engine job that come from the configuration's engine section: llama.cpp's runtime profile
+    (``runtime``: the settings of ``llamacpp.runtimes.<profile>``, or none for the default profile: the schema's
+    defaults, :class:`lrmrepro.generate.llamacpp_backend.Runtime`)."""
+    from .engines import DEFAULT_PROFILE, engine_of, split_backend
+
+    kind = engine_of(backend)
+    if not kind.profiles:
+        return {}
+    profile = split_backend(backend)[1]
+    if profile == DEFAULT_PROFILE:
+        return {"runtime": {}}
+    return {"runtime": dict(config[kind.profiles]["runtimes"][profile])}
+
+
 def points(engines: dict[Any, list[Any]], config: dict[str, Any], aliases: dict[str, tuple[str, ...]],
            tasks_parquet: str) -> dict[tuple[str, str, int, str], dict[str, Any]]:
     """The preflight points of a study's engines (:attr:`lrmrepro.study.Study.engines`): one per distinct (backend,
@@ -56,7 +71,7 @@ def points(engines: dict[Any, list[Any]], config: dict[str, Any], aliases: dict[
                         "hardware": engine.hardware, "hardware_patterns": list(aliases.get(engine.hardware, ())),
                         "model": engine.model, "task": task, "prompt_style": config["tasks"][task]["prompt_style"],
                         "tasks_parquet": tasks_parquet.format(task=task),
-                        "enforce_eager": config["vllm"]["enforce_eager"]}
+                        "enforce_eager": config["vllm"]["enforce_eager"], **engine_options(engine.backend, config)}
     return out
 
 
@@ -106,6 +121,8 @@ def run(model_dir: str | Path, point: dict[str, Any], out: str | Path, *, log: l
 
     options = {} if point.get("enforce_eager") is None else {
         "enforce_eager": {"auto": None, "true": True, "false": False}[str(point["enforce_eager"]).lower()]}
+    if "runtime" in point:
+        options = {"runtime": point["runtime"]}
     run_engine(str(model_dir), spec, code=None, log=log, options=options)
     result = report(point, spec[0], time.perf_counter() - t0)
     io.write_json(result, out)

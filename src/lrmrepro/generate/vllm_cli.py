@@ -39,10 +39,24 @@ def load_job(arg: str) -> list:
     return json.loads(arg)
 
 
+def log_to(path: str) -> None:
+    """Log to the job's log file ``path`` and to stderr, once: a rule that appends stderr to that file (``2>>
+    {log}``, so that a crash's traceback lands there too) gets each line once, not twice."""
+    import os
+
+    handlers: list[logging.Handler] = [logging.FileHandler(path)]
+    try:
+        if os.path.exists(path) and os.path.samefile(path, f"/proc/self/fd/{sys.stderr.fileno()}"):
+            handlers = []
+    except (OSError, ValueError):
+        pass
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=[*handlers, logging.StreamHandler(sys.stderr)])
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=[logging.FileHandler(args.log), logging.StreamHandler(sys.stderr)])
+    log_to(args.log)
     from .engine_job import run_engine
 
     options = {"enforce_eager": {"auto": None, "true": True, "false": False}[args.enforce_eager]}

@@ -1,5 +1,5 @@
-"""Which runs vLLM can execute: the support check, made while the workflow builds its DAG (:func:`check_engines`,
-called by ``rules/common.smk``) and again when a vLLM engine starts (:class:`lrmrepro.generate.vllm_backend.VllmGenerator`).
+"""Which runs vLLM can execute: the support check, made while the workflow builds its DAG (:func:`check_vllm_engine`,
+through :func:`lrmrepro.generate.gate.check_engines`) and again when a vLLM engine starts (:class:`lrmrepro.generate.vllm_backend.VllmGenerator`).
 
 vLLM-free and torch-free at import: the workflow imports it in the core environment. A compression's scheme label
 (``none``, ``sparse``, ``W4A16``, ``W8A8``, ``FP8_DYNAMIC``, ...) comes from its recipe (before compressing) or from
@@ -9,7 +9,7 @@ its checkpoint: :mod:`lrmrepro.compress.schemes`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from ..hardware import has_avx512, isa_of_label, on_cpu
 from ..precision import PRECISIONS
@@ -101,38 +101,28 @@ def engine_scheme(engine: Any, config: Mapping[str, Any], compressions: Mapping[
     return "none"
 
 
-def check_engines(engines: Iterable[Any], config: Mapping[str, Any], compressions: Mapping[str, Any]) -> None:
-    """Refuse, before anything is planned, every engine its backend cannot execute: vLLM runs vLLM cannot (W4A16
-    on a CPU without AVX-512, W3A16 packed, a fused group quantized in part, batch invariance on a pre-Ampere GPU
-    type, ...), and transformers runs asked for several GPUs: a refusal inside a job would be resubmitted by a
-    profile's retries. Raises :class:`UnsupportedRun` naming the engine."""
+def check_vllm_engine(engine: Any, config: Mapping[str, Any], compressions: Mapping[str, Any]) -> None:
+    """Refuse a vLLM engine (:class:`lrmrepro.runs.Engine`) vLLM cannot execute: W4A16 on a CPU without AVX-512,
+    W3A16 packed, a fused group quantized in part, batch invariance on a pre-Ampere GPU type, ... Raises
+    :class:`UnsupportedRun` naming the engine. Called by :func:`lrmrepro.generate.gate.check_engines`."""
     from ..compress.selection import incomplete_groups
 
-    for engine in engines:
-        if engine.backend == "transformers" and not on_cpu(engine.hardware) and engine.parallel != 1:
-            raise UnsupportedRun(
-                f"runs of engine {engine.slug}: parallel={engine.parallel} on a GPU label with the transformers "
-                "backend; this backend runs a model on one GPU per job (its `parallel` is CPU threads), and a model "
-                "spread over several GPUs layer by layer (a device map) is a different computation from tensor "
-                "parallelism. Use backend vllm for a GPU count, or parallel 1")
-        if not engine.backend.startswith("vllm"):
-            continue
-        cpu = on_cpu(engine.hardware)
-        comp = compressions.get(engine.compression)
-        if comp is not None and comp.only and not comp.dequantized and incomplete_groups(comp.only):
-            part = incomplete_groups(comp.only)
-            raise UnsupportedRun(
-                f"runs of engine {engine.slug} cannot be executed by vLLM: compressions.{comp.name}.only quantizes "
-                f"{', '.join(part)} without the rest of its fused group (vLLM runs q/k/v and gate/up as one matmul "
-                f"with one scheme, so a packed checkpoint quantized in part cannot load). Set "
-                f"compressions.{comp.name}.execution: dequantized (a dense copy of exactly these values, which "
-                "vLLM runs), or run it with the transformers backend")
-        try:
-            check_supported(engine.precision, engine_scheme(engine, config, compressions), "cpu" if cpu else "cuda",
-                            batch_invariant=engine.backend == "vllm_batch_invariant", parallel=engine.parallel,
-                            gpu=None if cpu else engine.hardware, cpu_isa=isa_of_label(engine.hardware) if cpu else None)
-        except UnsupportedRun as err:
-            raise UnsupportedRun(f"runs of engine {engine.slug} cannot be executed by vLLM: {err}") from None
+    cpu = on_cpu(engine.hardware)
+    comp = compressions.get(engine.compression)
+    if comp is not None and comp.only and not comp.dequantized and incomplete_groups(comp.only):
+        part = incomplete_groups(comp.only)
+        raise UnsupportedRun(
+            f"runs of engine {engine.slug} cannot be executed by vLLM: compressions.{comp.name}.only quantizes "
+            f"{', '.join(part)} without the rest of its fused group (vLLM runs q/k/v and gate/up as one matmul "
+            f"with one scheme, so a packed checkpoint quantized in part cannot load). Set "
+            f"compressions.{comp.name}.execution: dequantized (a dense copy of exactly these values, which "
+            "vLLM runs), or run it with the transformers backend")
+    try:
+        check_supported(engine.precision, engine_scheme(engine, config, compressions), "cpu" if cpu else "cuda",
+                        batch_invariant=engine.backend == "vllm_batch_invariant", parallel=engine.parallel,
+                        gpu=None if cpu else engine.hardware, cpu_isa=isa_of_label(engine.hardware) if cpu else None)
+    except UnsupportedRun as err:
+        raise UnsupportedRun(f"runs of engine {engine.slug} cannot be executed by vLLM: {err}") from None
 
 
 def check_batch_invariant_gpu() -> None:

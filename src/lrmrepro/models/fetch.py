@@ -27,7 +27,7 @@ def fetch_model(spec: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     if source == "gguf":
         from .gguf import convert_gguf_to_hf
 
-        return {"source": "gguf", **convert_gguf_to_hf(spec["gguf"], out_dir)}
+        return {"source": "gguf", **convert_gguf_to_hf(spec, out_dir)}
     raise ValueError(f"models.*.source {source!r} is not fetched; allowed here: hub, local, gguf")
 
 
