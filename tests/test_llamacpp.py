@@ -348,3 +348,30 @@ def test_llamacpp_grid_in_the_workflow_resumes_after_a_kill_and_pools_its_runtim
     assert json.loads((gguf_dir / "meta.json").read_text())["gguf_quant_type"] == "MOSTLY_Q4_1"
     assert not (run / "results/models/smol").exists()  # llama.cpp runs the file: nothing converted
     assert _planned_rules(run, workflow) == {}
+
+
+def test_engine_agreement_compares_each_run_with_the_first_engine_of_its_cell(tmp_path):
+    """The engines' table (lrmrepro.stats.engine_agreement) from run folders: the reference of a (task, batch size)
+    cell is transformers, then vLLM, then llama.cpp's default profile; identical texts are counted per item."""
+    from lrmrepro import io
+    from lrmrepro.generate.common import rows_to_table
+    from lrmrepro.runs import Run
+    from lrmrepro.stats.engine_agreement import agreement, find_runs, markdown
+
+    texts = {"transformers": ["a", "b", "c"], "llamacpp": ["a", "b", "x"], "llamacpp_nb8": ["a", "y", "x"]}
+    for backend, outs in texts.items():
+        run = Run("smol", "none", "gsm8k", "fp32", backend, 2, 4, "cpu-x", "greedy")
+        folder = tmp_path / Path(run.folder).relative_to("results/generations")
+        rows = [{"id": f"q{i}", "sample_idx": 0, "chunk_idx": 0, "prompt": "p", "text": t, "token_ids": [1] * (i + 1),
+                 "output_length": i + 1, "finish_reason": "stop", "topk_ids": [[1]] * (i + 1),
+                 "topk_logprobs": [[-0.1]] * (i + 1)} for i, t in enumerate(outs)]
+        io.write_parquet(rows_to_table(rows), folder / "generations.parquet")
+        io.write_parquet(pl.DataFrame({"id": ["q0", "q1", "q2"], "correct": [o in ("a", "b") for o in outs]}),
+                         folder / "scores.parquet")
+        (folder / "generations.meta.json").write_text(json.dumps({"tokens_per_s": 100.0}))
+    table = agreement(find_runs(tmp_path, "smol"))
+    assert table["engine"].to_list() == ["transformers p2", "llamacpp p2", "llamacpp_nb8 p2"]
+    assert set(table["reference"]) == {"transformers p2"}
+    assert table["same_text"].to_list() == [3, 2, 1]
+    assert table["accuracy"].to_list() == pytest.approx([2 / 3, 2 / 3, 1 / 3])
+    assert "| gsm8k | 4 | llamacpp_nb8 p2 | 1/3 (vs transformers p2) | 0.333 | 2 | 100 |" in markdown(table)

@@ -46,19 +46,25 @@ def test_reproducibility_grid_loads_each_model_once_per_grid_point(tmp_path):
 def test_compression_grid(tmp_path):
     """The compression paper at its scale on vLLM: 7B/8B (19 variants each), 14B (9), 32B (9), 70B (7), and the
     verification variants of the 8B (single components, AWQ 3-bit keeping the final MLP); 3-bit and single-component
-    variants through their dense copies (`execution: dequantized`)."""
+    variants through their dense copies (`execution: dequantized`); the four dynamic GGUF quantizations of R1 on
+    llama.cpp, each on the GPUs it needs (2, 3, 3, 4), downloaded as they are (fetch_gguf), never converted."""
     counts = _plan("paper-compression.yaml", tmp_path)
     engines = [r for r in counts if r.startswith("generate_")]
-    greedy = [e for e in engines if e.endswith("_greedy")]
+    cpp = [e for e in engines if "_llamacpp_" in e]
+    assert sorted(e.split("_llamacpp_")[1] for e in cpp) == ["p2_a100_greedy", "p3_a100_greedy", "p3_a100_greedy",
+                                                             "p4_a100_greedy"]
+    assert counts["fetch_gguf"] == 4 and counts["fetch_model"] == 5 and counts["preflight_llamacpp"] == 3
+    greedy = [e for e in engines if e.endswith("_greedy") and e not in cpp]
     assert len(greedy) == 2 * 19 + 9 + 9 + 7 + 6 and all("_vllm_" in e for e in greedy)
     assert len([e for e in greedy if "_vllm_p4_" in e]) == 7 and len([e for e in greedy if "_vllm_p2_" in e]) == 9
-    assert counts["score"] == (2 * 19 + 9 + 9 + 7 + 6) * 4
+    assert counts["score"] == (2 * 19 + 9 + 9 + 7 + 6 + 4) * 4
     assert counts["compress"] == 2 * 18 + 8 + 8 + 6 + 6
     assert counts["dequantize"] == 2 * 5 + 1 + 1 + 1 + 6
     assert counts["compression_effects"] == 5 and counts["importance_protect"] == 2
     # gptq_w3a16_protected_from_w4: the protected set from each model's gptq_w4a16 ranking
-    assert counts["importance_protect_from_variant"] == 2 and counts["stats_length_correctness"] == 5
-    assert counts.get("preflight_vllm", 0) + counts.get("preflight_transformers", 0) == PREFLIGHTS["paper-compression.yaml"]
+    assert counts["importance_protect_from_variant"] == 2 and counts["stats_length_correctness"] == 5 + 3  # + R1 rows
+    assert counts.get("preflight_vllm", 0) + counts.get("preflight_transformers", 0) + counts["preflight_llamacpp"] == \
+        PREFLIGHTS["paper-compression.yaml"]
 
 
 def test_smollm2_compressed_grid_runs_each_variant_on_its_engines(tmp_path):
@@ -91,10 +97,12 @@ def test_smollm2_compressed_grid_runs_each_variant_on_its_engines(tmp_path):
 #: gptq_w3a16_protected_from_w4 (and gptq_w4a16 in importance.compare) and the length artifacts.
 #: 2026-12-07: every study table also as .html and a summary table per experiment (reproducibility 5585 → 5611); the
 #: compression config at its scale on vLLM (14B, 32B, 70B, the verification variants, dense copies: 754 → 1388).
-ARTIFACTS = {"paper-reproducibility.yaml": (5611, "7f098251ed66533a"), "paper-compression.yaml": (1388, "fd46e37b5fc9297f")}
+#: The dynamic R1 rows on llama.cpp (four GGUF models, their runs on the four tasks and what follows them): compression
+#: 1388 → 1486; reproducibility unchanged.
+ARTIFACTS = {"paper-reproducibility.yaml": (5611, "7f098251ed66533a"), "paper-compression.yaml": (1486, "eec9f68e78954baa")}
 #: one preflight per (backend, precision, parallel size, hardware label): reproducibility 4 precisions x 2 GPU counts x
-#: 2 GPU types; compression bf16 on A100s at tensor-parallel sizes 1, 2 and 4
-PREFLIGHTS = {"paper-reproducibility.yaml": 4 * 2 * 2, "paper-compression.yaml": 3}
+#: 2 GPU types; compression bf16 on A100s at tensor-parallel sizes 1, 2 and 4, and llama.cpp on 2, 3 and 4 A100s
+PREFLIGHTS = {"paper-reproducibility.yaml": 4 * 2 * 2, "paper-compression.yaml": 3 + 3}
 
 
 @pytest.mark.parametrize("config", sorted(ARTIFACTS))

@@ -225,6 +225,9 @@ def _check_llamacpp(ename: str, exp: dict, config: dict) -> list[str]:
                        "types its GGUF tensors and kernels fix (activations in fp32 on CPU); allowed values: fp32 "
                        "(vary llamacpp.runtimes.<profile>.kv_cache for the KV cache's type)")
     for name, prof in profiles.items():
+        if prof.get("kv_cache", "f16") not in ("f32", "f16", "bf16") and not prof.get("flash_attn"):
+            bad.append(f"config key llamacpp.runtimes.{name}.kv_cache: {prof['kv_cache']!r} needs flash_attn: true "
+                       "(llama.cpp quantizes the V cache only with flash attention); allowed without it: f32, f16, bf16")
         if prof.get("n_ubatch", 512) > prof.get("n_batch", 512):
             bad.append(f"config key llamacpp.runtimes.{name}.n_ubatch: {prof['n_ubatch']} is larger than n_batch "
                        f"{prof.get('n_batch', 512)}; allowed: at most n_batch")

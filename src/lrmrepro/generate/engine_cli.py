@@ -28,9 +28,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from .vllm_cli import load_job, log_to
+    from .vllm_cli import job_setup, load_job
 
-    log_to(args.log)
+    job_setup(args.log)
     from .engine_job import run_engine
 
     run_engine(args.model, load_job(args.job), code=args.code, log=logging.getLogger("generate"),

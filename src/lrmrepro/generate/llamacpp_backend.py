@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 
 #: llama.cpp's KV cache types by the names the configuration uses (ggml's ``enum ggml_type`` values)
 KV_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
+#: KV cache types llama.cpp runs without flash attention (a quantized V cache needs it)
+UNQUANTIZED_KV = ("f32", "f16", "bf16")
 #: llama.cpp's split modes (``enum llama_split_mode``)
 SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
 #: KV cells are allocated in multiples of this (llama.cpp pads its cache to 256)
@@ -78,6 +81,9 @@ class Runtime:
             raise ValueError(f"kv_cache {self.kv_cache!r}; allowed values: {', '.join(KV_TYPES)}")
         if self.split_mode not in SPLIT_MODES:
             raise ValueError(f"split_mode {self.split_mode!r}; allowed values: {', '.join(SPLIT_MODES)}")
+        if self.kv_cache not in UNQUANTIZED_KV and not self.flash_attn:
+            raise ValueError(f"kv_cache {self.kv_cache!r} needs flash_attn: true (llama.cpp quantizes the V cache only "
+                             "with flash attention)")
         if not 1 <= self.n_ubatch <= self.n_batch:
             raise ValueError(f"n_ubatch {self.n_ubatch} must be in 1..n_batch ({self.n_batch})")
         if self.parallel < 1:
@@ -209,7 +215,8 @@ class LlamaCppGenerator:
         import llama_cpp
         from llama_cpp import _logger
 
-        _logger.set_verbose(False)  # llama.cpp's own messages: errors only (its load and graph reports are thousands)
+        # llama.cpp's own messages: errors only (its load and graph reports are thousands of lines), unless asked
+        _logger.set_verbose(os.environ.get("LRMREPRO_LLAMACPP_VERBOSE", "") not in ("", "0"))
         self.lib = llama_cpp
         self.runtime = runtime
         self.model_path = gguf_main_file(model)
@@ -291,7 +298,8 @@ class LlamaCppGenerator:
         params.no_perf = True
         ctx = lib.llama_init_from_model(self.model, params)
         if not ctx:
-            raise RuntimeError(f"llama.cpp could not create a context of {n_seq} sequences × {per_seq} cells")
+            raise RuntimeError(f"llama.cpp could not create a context of {n_seq} sequences × {per_seq} cells (its "
+                               "reason: rerun with LRMREPRO_LLAMACPP_VERBOSE=1)")
         return ctx
 
     def generate_chunk(self, ctx: Any, batch: Any, encoded: Sequence[Sequence[int]], decoding: Decoding,

@@ -39,9 +39,11 @@ def load_job(arg: str) -> list:
     return json.loads(arg)
 
 
-def log_to(path: str) -> None:
-    """Log to the job's log file ``path`` and to stderr, once: a rule that appends stderr to that file (``2>>
-    {log}``, so that a crash's traceback lands there too) gets each line once, not twice."""
+def job_setup(path: str) -> None:
+    """What an engine job's command line does first: log to the job's log file ``path`` and to stderr, once (a rule
+    that appends stderr to that file, ``2>> {log}``, so that a crash's traceback lands there too, gets each line once,
+    not twice); and stop with its child processes when the Snakemake process that started it ends
+    (:func:`lrmrepro.jobguard.guard_job`, as every script rule does through ``lrmrepro.runlog.rule_log``)."""
     import os
 
     handlers: list[logging.Handler] = [logging.FileHandler(path)]
@@ -52,11 +54,15 @@ def log_to(path: str) -> None:
         pass
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=[*handlers, logging.StreamHandler(sys.stderr)])
+    from ..jobguard import guard_job
+
+    if guard_job() is not None:
+        logging.getLogger("lrmrepro.jobguard").info("stops if its Snakemake process ends")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    log_to(args.log)
+    job_setup(args.log)
     from .engine_job import run_engine
 
     options = {"enforce_eager": {"auto": None, "true": True, "false": False}[args.enforce_eager]}
