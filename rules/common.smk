@@ -76,6 +76,9 @@ except LegacyResults as err:
 RUNS = STUDY.runs
 ENGINES = STUDY.engines
 EXPERIMENTS = STUDY.experiments
+#: the tasks the study's experiments generate for (the dataset table), and its experiments with sampled statistics
+STUDY_TASKS = sorted({r.task for r in RUNS}, key=list(config["tasks"]).index)
+SAMPLED_STATS = [e for e in STUDY.stats_experiments() if e.sampled]
 
 
 def S(path):
@@ -459,6 +462,10 @@ def final_targets():
         targets += [S(f"tables/{name}/length_correctness.md"), S(f"figures/{name}/length_correctness.png")]
     for exp in STUDY.weight_count_experiments():  # finding (1): weight count, knowledge vs reasoning
         targets += [S(f"tables/{exp.name}/weight_count_knowledge_vs_reasoning.md")]
+    # the papers' exhibits beside the experiments: Table 2 computed, the study's tasks, Table 5 across experiments
+    targets += [S("tables/table2_fp_nonassociativity.md"), S("tables/datasets.md")]
+    if len(SAMPLED_STATS) > 1:  # with one, that experiment's own Table 5 is the table across its tasks
+        targets.append(S("tables/table5_pass1_std.md"))
     return with_html(targets + importance_targets()) + artifact_targets()
 
 

@@ -243,3 +243,59 @@ rule figure_weight_count:
         S("benchmarks/figure_weight_count/{experiment}.tsv")
     script:
         "../workflow_scripts/figure_weight_count.py"
+
+
+# the papers' exhibits that are not one experiment's statistics (lrmrepro.figures.exhibits)
+rule table_fp_sums:
+    output:
+        md=S("tables/table2_fp_nonassociativity.md"),
+        csv=S("tables/table2_fp_nonassociativity.csv"),
+    params:
+        code=code_of("table_exhibits.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        SLOG("table_fp_sums.log"),
+    benchmark:
+        S("benchmarks/table_fp_sums.tsv")
+    script:
+        "../workflow_scripts/table_exhibits.py"
+
+
+rule table_datasets:
+    input:
+        tasks=[TASK_ITEMS.format(task=t) for t in STUDY_TASKS],
+    output:
+        md=S("tables/datasets.md"),
+        csv=S("tables/datasets.csv"),
+    params:
+        names=STUDY_TASKS,
+        tasks={t: config["tasks"][t] for t in STUDY_TASKS},
+        code=code_of("table_exhibits.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        SLOG("table_datasets.log"),
+    benchmark:
+        S("benchmarks/table_datasets.tsv")
+    script:
+        "../workflow_scripts/table_exhibits.py"
+
+
+rule table_pass1_std_all:
+    input:
+        metrics=[S(f"stats/{e.name}/metrics.parquet") for e in SAMPLED_STATS],
+    output:
+        md=S("tables/table5_pass1_std.md"),
+        csv=S("tables/table5_pass1_std.csv"),
+    params:
+        experiments=[e.name for e in SAMPLED_STATS],
+        code=code_of("table_exhibits.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        SLOG("table_pass1_std_all.log"),
+    benchmark:
+        S("benchmarks/table_pass1_std_all.tsv")
+    script:
+        "../workflow_scripts/table_exhibits.py"

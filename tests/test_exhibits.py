@@ -1,0 +1,54 @@
+"""The papers' exhibits that are computed rather than measured (lrmrepro.figures.exhibits): Table 2's bit patterns,
+the dataset table, one Pass@1-std table across experiments."""
+
+import polars as pl
+import pytest
+
+from lrmrepro.figures.exhibits import dataset_markdown, dataset_rows, fp_sum_markdown, fp_sum_rows, pass1_std_all
+
+
+def test_table2_bit_patterns_are_the_papers():
+    """The two examples of the reproducibility paper's Table 2: 0.1 - 0.1 + 0.2 differs with the order in FP32 and
+    BF16 (last mantissa bits 01 vs 10); 0.0016 + 0.0027 + 1.0 is one FP32 pattern in both orders and two in BF16
+    (…1 vs …0). The slides print that FP32 pattern as 00111111000000001000110011100111: the same mantissa, but an
+    exponent of 01111110 (a value near 0.5); 1.0043 has exponent 127 = 01111111, the slides' string lost a bit."""
+    rows = {(r["example"].split(" = ")[1], r["order"], r["precision"]): r for r in fp_sum_rows()}
+    ex1, ex2 = "0.1, -0.1, 0.2", "0.0016, 0.0027, 1"
+    assert rows[(ex1, "a + b + c", "fp32")]["bits"].endswith("01") and rows[(ex1, "a + c + b", "fp32")]["bits"].endswith("10")
+    assert rows[(ex1, "a + b + c", "bf16")]["bits"].replace(" ", "") == "0011111001001101"
+    assert rows[(ex1, "a + c + b", "bf16")]["bits"].replace(" ", "") == "0011111001001110"
+    for order in ("a + b + c", "a + c + b"):
+        assert rows[(ex2, order, "fp32")]["bits"].replace(" ", "") == "00111111100000001000110011100111"
+    assert rows[(ex2, "a + b + c", "bf16")]["bits"][-1] == "1" and rows[(ex2, "a + c + b", "bf16")]["bits"][-1] == "0"
+    assert rows[(ex2, "a + b + c", "fp32")]["orders_agree"] and not rows[(ex2, "a + b + c", "bf16")]["orders_agree"]
+    assert rows[(ex1, "a + b + c", "fp32")]["value"] == pytest.approx(0.2, abs=1e-7)
+    text = fp_sum_markdown(fp_sum_rows())
+    assert text.count("\n| a, b, c") == 12 and "FP16" in text
+
+
+def test_dataset_table_names_source_items_metric_and_skill():
+    tasks = {"gsm8k": {"source": "benchmark", "path": "data/gsm8k/test.jsonl", "prompt_style": "chat_boxed",
+                       "max_new_tokens": 256},
+             "musique": {"source": "benchmark", "prompt_style": "raw_think", "max_new_tokens": 32768},
+             "arith": {"source": "synthetic", "prompt_style": "chat_boxed", "max_new_tokens": 24}}
+    rows = {r["task"]: r for r in dataset_rows(tasks, {"gsm8k": 24, "musique": 100, "arith": 16})}
+    assert rows["gsm8k"]["source"] == "gsm8k: local file data/gsm8k/test.jsonl" and rows["gsm8k"]["items"] == 24
+    assert rows["musique"]["source"].startswith("musique: ") and "(" in rows["musique"]["source"]
+    assert rows["arith"]["source"] == "synthetic: arith"
+    assert rows["gsm8k"]["metric"] == "boxed_int"  # the answer format GSM8K is scored with
+    assert "| musique |" in dataset_markdown(list(rows.values()))
+
+
+def _metrics(model, task, precision, value, n=4):
+    return pl.DataFrame({"model": [model], "compression": ["none"], "task": [task], "precision": [precision],
+                         "n_samples": [n], "n_configs": [4], "pass1_std": [value]})
+
+
+def test_one_pass1_std_table_across_experiments():
+    wide = pass1_std_all({"exp_a": _metrics("m", "aime24", "bf16", 0.02),
+                          "exp_b": _metrics("m", "math500", "bf16", 0.01)})
+    assert wide.columns == ["model", "aime24 (n=4, 4 configs)/bf16", "math500 (n=4, 4 configs)/bf16"]
+    assert wide.row(0) == ("m", pytest.approx(2.0), pytest.approx(1.0))
+    # the same cell in two experiments: each row named with its experiment
+    both = pass1_std_all({"exp_a": _metrics("m", "aime24", "bf16", 0.02), "exp_b": _metrics("m", "aime24", "bf16", 0.03)})
+    assert sorted(both["model"]) == ["exp_a: m", "exp_b: m"]
