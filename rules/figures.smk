@@ -299,3 +299,22 @@ rule table_pass1_std_all:
         S("benchmarks/table_pass1_std_all.tsv")
     script:
         "../workflow_scripts/table_exhibits.py"
+
+
+rule figure_runtime_factors:
+    input:
+        summary=S("summary/{experiment}/accuracy.parquet"),
+    output:
+        png=report(S("figures/{experiment}/runtime_factors.png"), caption="../docs/report/runtime_factors.rst",
+                   category="Nondeterminism", subcategory="{experiment}", labels={"figure": "runtime factors"}),
+        pdf=S("figures/{experiment}/runtime_factors.pdf"),
+    params:
+        code=code_of("figure_runtime_factors.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        SLOG("figure_runtime_factors/{experiment}.log"),
+    benchmark:
+        S("benchmarks/figure_runtime_factors/{experiment}.tsv")
+    script:
+        "../workflow_scripts/figure_runtime_factors.py"

@@ -52,3 +52,23 @@ def test_one_pass1_std_table_across_experiments():
     # the same cell in two experiments: each row named with its experiment
     both = pass1_std_all({"exp_a": _metrics("m", "aime24", "bf16", 0.02), "exp_b": _metrics("m", "aime24", "bf16", 0.03)})
     assert sorted(both["model"]) == ["exp_a: m", "exp_b: m"]
+
+
+def test_runtime_factor_figure_draws_each_varying_factor(tmp_path):
+    """One pair of panel rows (accuracy, length) per runtime factor the grid varies; constant factors are left
+    out; a grid of one configuration is refused."""
+    from lrmrepro.figures.runtime_factors import runtime_factor_figure
+
+    rows = []
+    for prec in ("bf16", "fp32"):
+        for bs in (1, 4, 8):
+            for hw in ("a100", "h100"):
+                rows.append({"model": "m", "compression": "none", "task": "aime24", "precision": prec, "backend": "vllm",
+                             "parallel": 1, "batch_size": bs, "hardware": hw, "decoding": "greedy", "n_items": 30,
+                             "n_samples": 30, "accuracy": 0.3 + 0.01 * bs, "mean_output_length": 900.0 + bs})
+    summary = pl.DataFrame(rows)
+    out = [tmp_path / "f.png", tmp_path / "f.pdf"]
+    assert runtime_factor_figure(summary, out) == ["batch_size", "hardware"]
+    assert all(p.stat().st_size > 1000 for p in out)
+    with pytest.raises(ValueError, match="one runtime configuration"):
+        runtime_factor_figure(summary.filter((pl.col("batch_size") == 1) & (pl.col("hardware") == "a100")), out)
