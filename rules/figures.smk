@@ -318,3 +318,23 @@ rule figure_runtime_factors:
         S("benchmarks/figure_runtime_factors/{experiment}.tsv")
     script:
         "../workflow_scripts/figure_runtime_factors.py"
+
+
+rule table_divergence_example:
+    input:
+        points=S("stats/{experiment}/divergence_points.parquet"),
+        generations=experiment_generations,
+        scores=experiment_scores,
+    output:
+        md=S("tables/{experiment}/divergence_example.md"),
+    params:
+        runs=experiment_run_refs,
+        code=code_of("table_divergence_example.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        SLOG("table_divergence_example/{experiment}.log"),
+    benchmark:
+        S("benchmarks/table_divergence_example/{experiment}.tsv")
+    script:
+        "../workflow_scripts/table_divergence_example.py"

@@ -72,3 +72,34 @@ def test_runtime_factor_figure_draws_each_varying_factor(tmp_path):
     assert all(p.stat().st_size > 1000 for p in out)
     with pytest.raises(ValueError, match="one runtime configuration"):
         runtime_factor_figure(summary.filter((pl.col("batch_size") == 1) & (pl.col("hardware") == "a100")), out)
+
+
+def _point(pid, bs, ref, token, div, hw="cpu-x"):
+    return {"model": "m", "compression": "none", "task": "gsm8k", "precision": "bf16", "decoding": "greedy",
+            "id": pid, "div_index": div, "backend": "transformers", "parallel": 1, "batch_size": bs, "hardware": hw,
+            "reference": ref, "token": token, "top1_logprob": -0.69, "top2_logprob": -0.71, "margin": 0.02,
+            "in_all_top5": True, "noise_sigma": 0.01, "threshold": 0.03, "flip": "near-tie"}
+
+
+def test_the_worked_divergence_example_prefers_a_changed_answer_at_another_batch_size():
+    from lrmrepro.figures.divergence_example import example_markdown, pick
+
+    points = pl.DataFrame([_point("q1", 1, True, 10, 5), _point("q1", 8, False, 11, 5),      # same answer
+                           _point("q2", 1, True, 20, 40), _point("q2", 8, False, 21, 40),    # answer changes
+                           _point("q2", 1, False, 22, 40, hw="cpu-y")])                      # another hardware
+    right = {("q2", 1, "cpu-x"): True, ("q2", 8, "cpu-x"): False, ("q2", 1, "cpu-y"): False}
+
+    def correct(group, config, pid):
+        return right.get((pid, config[2], config[3]), True)
+
+    ex = pick(points, correct)
+    assert (ex["id"], ex["other"]["batch_size"], ex["other"]["hardware"]) == ("q2", 8, "cpu-x")
+    cfg = lambda r: tuple(r[k] for k in ("backend", "parallel", "batch_size", "hardware"))  # noqa: E731
+    texts = {(cfg(ex["reference"]), "q2"): "Let me add 12 and 7. That is 19. \\boxed{19}",
+             (cfg(ex["other"]), "q2"): "Let me add 12 and 7. That is 9. \\boxed{9}"}
+    answers = {(cfg(ex["reference"]), "q2"): ("19", True), (cfg(ex["other"]), "q2"): ("9", False)}
+    page = example_markdown(ex, texts, answers, "grid", 3)
+    assert "agree on the first 40 tokens" in page and "| transformers p1 bs8 cpu-x | 21 | 0.5016 |" in page
+    assert "Let me add 12 and 7. That is " in page and "9. \\boxed{9}" in page and "| 19 | yes |" in page
+    assert pick(points.clear(), correct) is None
+    assert "No problem's greedy output diverged across the 4 runtime" in example_markdown(None, {}, {}, "grid", 4)
