@@ -197,13 +197,15 @@ class Study:
 
     # --- tasks
     def task_groups(self, names: Iterable[str]) -> tuple[list[str], list[str]]:
-        """(knowledge tasks, reasoning tasks) among the task names ``names``, by their records' ``skill``."""
+        """(knowledge tasks, reasoning tasks) among the task names ``names``: by ``tasks.<name>.skill`` where the
+        study sets it, else by the task record's ``skill``."""
         from .tasks.registry import record_of
 
         skills = {}
         for name in names:
-            rec = record_of(name, self.config["tasks"][name])
-            skills[name] = rec.skill if rec is not None else ""
+            spec = self.config["tasks"][name]
+            rec = record_of(name, spec)
+            skills[name] = spec.get("skill", rec.skill if rec is not None else "")  # the study's word first
         return ([n for n, s in skills.items() if s == "knowledge"], [n for n, s in skills.items() if s == "reasoning"])
 
     def weight_count_experiments(self) -> list[Experiment]:
