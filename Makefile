@@ -78,7 +78,7 @@ lint: env
 FIGURE_RULES := figure_accuracy figures_nondeterminism table_pass1_std figures_compression figure_sparsity_sweep \
 	figures_divergence figures_length_correctness figures_compressed_nondeterminism figure_weight_count \
 	importance_heatmap importance_change importance_stability_report protection_figure \
-	figure_runtime_factors table_fp_sums table_datasets table_pass1_std_all table_divergence_example
+	figure_runtime_factors table_fp_sums table_datasets table_pass1_std_all table_divergence_example table_runs
 figures: env
 	@rules=$$($(SNAKEMAKE) $(if $(STUDY),--configfile $(STUDY)) --list-rules 2>/dev/null | grep -xF \
 		$(addprefix -e ,$(FIGURE_RULES))); \

@@ -24,7 +24,7 @@ from lrmrepro.precision import PRECISIONS
 from lrmrepro.provenance import hardware_label, machine_record
 from lrmrepro.relabel import LegacyResults, check_results
 from lrmrepro.models.context import ContextError, check_max_new_tokens, model_contexts
-from lrmrepro.runs import CHECKPOINT, DEQUANTIZED, GGUF, TASK_ITEMS, Engine, Run
+from lrmrepro.runs import CHECKPOINT, DEQUANTIZED, GGUF, TASK_ITEMS, Engine, Run, decoding_labels
 from lrmrepro.study import Study, StudyError, study_folders, study_name
 
 # --- the study's configuration: config.yaml of the working directory, or the file(s) given with --configfile,
@@ -112,7 +112,7 @@ wildcard_constraints:
     parallel=r"\d+",
     batch_size=r"\d+",
     hardware=r"[A-Za-z0-9-]+",
-    decoding=_alternatives(config["decoding"]),
+    decoding=_alternatives([lbl for d, spec in config["decoding"].items() for lbl in decoding_labels(d, spec)]),
     experiment=_alternatives(config["experiments"]),
 
 
@@ -460,6 +460,9 @@ def final_targets():
                     S(f"figures/{exp.name}/bits_vs_accuracy.png")]
     for exp in STUDY.sparsity_experiments():
         targets += [S(f"figures/{exp.name}/sparsity_sweep.png")]
+    for name, exp in EXPERIMENTS.items():  # repeated runs of a sampled decoding: the mean over runs
+        if any(config["decoding"][d]["runs"] > 1 for d in exp.decoding):
+            targets.append(S(f"tables/{name}/accuracy_over_runs.md"))
     for name in EXPERIMENTS:  # output length of correct vs wrong answers, every experiment
         targets += [S(f"tables/{name}/length_correctness.md"), S(f"figures/{name}/length_correctness.png")]
     for exp in STUDY.weight_count_experiments():  # finding (1): weight count, knowledge vs reasoning

@@ -124,3 +124,24 @@ rule stats_length_correctness:
         S("benchmarks/stats_length_correctness/{experiment}.tsv")
     script:
         "../workflow_scripts/stats_length_correctness.py"
+
+
+# the papers' protocol: a sampled decoding run several times (decoding.<name>.runs), the mean over the runs
+rule table_runs:
+    input:
+        scores=experiment_scores,
+    output:
+        parquet=S("stats/{experiment}/accuracy_over_runs.parquet"),
+        md=S("tables/{experiment}/accuracy_over_runs.md"),
+    params:
+        runs=experiment_run_refs,
+        decodings=config["decoding"],
+        code=code_of("table_runs.py"),
+    conda:
+        "../envs/core.yaml"
+    log:
+        SLOG("table_runs/{experiment}.log"),
+    benchmark:
+        S("benchmarks/table_runs/{experiment}.tsv")
+    script:
+        "../workflow_scripts/table_runs.py"

@@ -51,13 +51,16 @@ def test_compression_grid(tmp_path):
     counts = _plan("paper-compression.yaml", tmp_path)
     engines = [r for r in counts if r.startswith("generate_")]
     cpp = [e for e in engines if "_llamacpp_" in e]
-    assert sorted(e.split("_llamacpp_")[1] for e in cpp) == ["p2_a100_greedy", "p3_a100_greedy", "p3_a100_greedy",
-                                                             "p4_a100_greedy"]
+    assert sorted(e.split("_llamacpp_")[1] for e in cpp) == sorted(
+        f"p{g}_a100_{d}" for g in (2, 3, 3, 4) for d in ("sample", "sample_run2", "sample_run3"))
     assert counts["fetch_gguf"] == 4 and counts["fetch_model"] == 5 and counts["preflight_llamacpp"] == 3
     greedy = [e for e in engines if e.endswith("_greedy") and e not in cpp]
-    assert len(greedy) == 2 * 19 + 9 + 9 + 7 + 6 and all("_vllm_" in e for e in greedy)
-    assert len([e for e in greedy if "_vllm_p4_" in e]) == 7 and len([e for e in greedy if "_vllm_p2_" in e]) == 9
-    assert counts["score"] == (2 * 19 + 9 + 9 + 7 + 6 + 4) * 4
+    assert len(greedy) == 0  # the paper's protocol: sampled runs
+    sampled = [e for e in engines if "_sample" in e and e not in cpp]
+    assert len(sampled) == (2 * 19 + 9 + 9 + 7 + 6) * 3 and all("_vllm_" in e for e in sampled)
+    assert len([e for e in sampled if "_vllm_p4_" in e]) == 7 * 3 and len([e for e in sampled if "_vllm_p2_" in e]) == 9 * 3
+    assert counts["score"] == (2 * 19 + 9 + 9 + 7 + 6 + 4) * 4 * 3
+    assert counts["table_runs"] == 8  # every experiment: the mean over its three runs
     assert counts["compress"] == 2 * 18 + 8 + 8 + 6 + 6
     assert counts["dequantize"] == 2 * 5 + 1 + 1 + 1 + 6
     assert counts["compression_effects"] == 5 and counts["importance_protect"] == 2
@@ -106,8 +109,9 @@ def test_smollm2_compressed_grid_runs_each_variant_on_its_engines(tmp_path):
 #: Then the exhibits of issue 38 (Table 2 computed, the dataset table, one Table 5 across experiments, the runtime-factor
 #: figure, the worked divergence example; reproducibility 5611 → 5628), and in the compression config finding (1) on
 #: the real tasks (MuSiQue is knowledge, the others reasoning: the weight-count table) and importance on both distills
-#: compared with AWQ as well as GPTQ (1486 → 1592).
-ARTIFACTS = {"paper-reproducibility.yaml": (5628, "95273c006dc0525e"), "paper-compression.yaml": (1592, "ec4b41fa13653f63")}
+#: compared with AWQ as well as GPTQ (1486 → 1592); then the paper's protocol: three sampled runs per cell, each its
+#: own artifacts, and the table over runs per experiment (1592 → 3892).
+ARTIFACTS = {"paper-reproducibility.yaml": (5628, "95273c006dc0525e"), "paper-compression.yaml": (3892, "c957644a0aa19c93")}
 #: one preflight per (backend, precision, parallel size, hardware label): reproducibility 4 precisions x 2 GPU counts x
 #: 2 GPU types; compression bf16 on A100s at tensor-parallel sizes 1, 2 and 4, and llama.cpp on 2, 3 and 4 A100s
 PREFLIGHTS = {"paper-reproducibility.yaml": 4 * 2 * 2, "paper-compression.yaml": 3 + 3}

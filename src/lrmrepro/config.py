@@ -306,6 +306,15 @@ def _check_references(config: dict) -> None:
             d = config["decoding"].get(dname)
             if d is not None and is_greedy(d["temperature"]) and d["n"] != 1:
                 bad.append(f"config key decoding.{dname}.n: greedy decoding (temperature 0) needs n = 1")
+            if d is not None and is_greedy(d["temperature"]) and d.get("runs", 1) != 1:
+                bad.append(f"config key decoding.{dname}.runs: {d['runs']}: repeated runs of greedy decoding "
+                           "(temperature 0) sample nothing (their differences are the runtime noise the statistics "
+                           "measure); allowed: 1, or set a temperature")
+    for dname in config["decoding"]:
+        m = re.match(r"^(.+)_run\d+$", dname)
+        if m and m[1] in config["decoding"]:
+            bad.append(f"config key decoding.{dname}: the name of a repeated run of decoding {m[1]!r} "
+                       f"(<name>_run<i>); rename it")
     if bad:
         raise ConfigError.of(list(dict.fromkeys(bad)))
 

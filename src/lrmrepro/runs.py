@@ -33,6 +33,26 @@ TASK_ITEMS = "results/tasks/{task}.parquet"
 BACKENDS = ENGINE_BACKENDS  # the generation engines' backend names (lrmrepro.generate.engines)
 
 
+#: a repeated run of a decoding (``decoding.<name>.runs``): run i ≥ 2 has the label ``<name>_run<i>``
+RUN_SUFFIX = re.compile(r"^(?P<name>.+)_run(?P<index>[2-9]|[1-9]\d+)$")
+
+
+def decoding_labels(name: str, spec: Mapping[str, Any]) -> list[str]:
+    """The run labels of decoding ``name``: the name itself (run 1) and ``<name>_run2`` … ``<name>_run<runs>``."""
+    return [name, *[f"{name}_run{i}" for i in range(2, int(spec.get("runs", 1)) + 1)]]
+
+
+def split_decoding(label: str, decodings: Mapping[str, Any]) -> tuple[str, int]:
+    """(decoding name, run index from 1) of a run's decoding label; ``decodings``: the configuration's entries."""
+    if label in decodings:
+        return label, 1
+    m = RUN_SUFFIX.match(label)
+    if m and m["name"] in decodings and int(m["index"]) <= int(decodings[m["name"]].get("runs", 1)):
+        return m["name"], int(m["index"])
+    raise ValueError(f"decoding label {label!r} names no decoding (allowed: {', '.join(decodings)} and their "
+                     "_run<i> repeats up to runs)")
+
+
 def is_greedy(temperature: float) -> bool:
     """Decoding at temperature 0 is greedy (argmax; ``n`` must then be 1): the one place this is decided."""
     return temperature == 0
@@ -168,8 +188,10 @@ def expand_runs(config: dict, experiment: str | None = None,
         exp = config["experiments"][name]
         # a runtime profile (llamacpp.runtimes) is part of the backend label: a runtime label like batch sizes
         backends = [backend_label(exp["backend"], p) for p in exp.get("runtimes", ["default"])]
+        # repeated runs of a decoding (decoding.<name>.runs): each run its own label, seed and artifacts
+        decodings = [lbl for d in exp["decoding"] for lbl in decoding_labels(d, config["decoding"].get(d, {}))]
         for combo in itertools.product(exp["models"], exp["compressions"], exp["tasks"], exp["precisions"], backends,
-                                       exp["parallel"], exp["batch_sizes"], exp["hardware"], exp["decoding"]):
+                                       exp["parallel"], exp["batch_sizes"], exp["hardware"], decodings):
             model, compression, task, precision, backend, parallel, batch_size, hardware, decoding = combo
             seen.setdefault(Run(model, compression, task, precision, backend, parallel, batch_size,
                                 resolve_hardware(hardware), decoding))

@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .compressions import Compression, compressions
 from .hardware import aliases
-from .runs import DEQUANTIZED, GGUF, TASK_ITEMS, Engine, Run, engines, expand_runs, importance_runs, is_greedy
+from .runs import DEQUANTIZED, GGUF, TASK_ITEMS, Engine, Run, engines, expand_runs, importance_runs, is_greedy, \
+    split_decoding
 
 
 #: the study whose statistics, tables, figures and summary are results/ itself
@@ -217,9 +218,12 @@ class Study:
 
     # --- runs
     def decoding_spec(self, run: Run) -> dict[str, Any]:
-        """The decoding settings of a run: its decoding entry and its task's ``max_new_tokens``."""
-        return {**self.config["decoding"][run.decoding],
-                "max_new_tokens": self.config["tasks"][run.task]["max_new_tokens"]}
+        """The decoding settings of a run: its decoding entry and its task's ``max_new_tokens``; run i of a decoding
+        with ``runs`` (label ``<name>_run<i>``) samples with seed ``seed + i - 1``."""
+        name, index = split_decoding(run.decoding, self.config["decoding"])
+        spec = {k: v for k, v in self.config["decoding"][name].items() if k != "runs"}
+        spec["seed"] = spec.get("seed", 0) + index - 1
+        return {**spec, "max_new_tokens": self.config["tasks"][run.task]["max_new_tokens"]}
 
     def run_spec(self, run: Run, output: str | None = None, meta: str | None = None) -> dict[str, Any]:
         """What an engine job needs to know about one of its runs (:mod:`lrmrepro.generate.engine_job`), as plain
