@@ -28,6 +28,7 @@ rule importance_label:
         spans="results/importance/{model}/{compression}/spans.parquet",
     params:
         labeller=IMPORTANCE["labeller"],
+        judge=IMPORTANCE["judge"] if IMPORTANCE["labeller"] == "llm" else {},
         code=code_of("importance_label.py"),
     conda:
         "../envs/core.yaml"

@@ -361,6 +361,11 @@ def _check_importance(config: dict) -> None:
         for i, v in enumerate(imp[key]):
             if v not in allowed:
                 raise ConfigError(f"config key importance.{key}[{i}]: {v!r} is not defined; allowed values: {', '.join(allowed)}")
+    if imp["labeller"] == "llm":
+        missing = [k for k in ("base_url", "model") if k not in imp["judge"]]
+        if missing:
+            raise ConfigError(f"config key importance.judge.{missing[0]}: required for labeller 'llm' (the "
+                              "OpenAI-compatible endpoint and the judge model's name; docs/importance.md)")
     allowed = ["mean", *imp["behaviours"]]
     if imp["behaviour"] not in allowed:
         raise ConfigError(f"config key importance.behaviour: {imp['behaviour']!r} is not a scored behaviour; allowed "

@@ -20,7 +20,7 @@ from .protect import protected_spec, write_spec
 from .ranking import SCORES, rank_modules
 from .stability import comparison_table, protection_record, stability_table
 
-LABELLERS = ("rules", "judge")
+LABELLERS = ("rules", "judge", "llm")
 
 
 def load_tokenizer(model_dir: str | os.PathLike) -> Any:
@@ -30,19 +30,38 @@ def load_tokenizer(model_dir: str | os.PathLike) -> Any:
 
 
 def label_file(generations_path: str | os.PathLike, tokenizer_dir: str | os.PathLike, out_path: str | os.PathLike,
-               *, labeller: str = "rules", judge_generate: Any = None) -> dict[str, Any]:
-    """Span table for a generations parquet; ``labeller='judge'`` needs ``judge_generate(prompts) -> texts``."""
+               *, labeller: str = "rules", judge_generate: Any = None, judge: Any = None) -> dict[str, Any]:
+    """Span table for a generations parquet; ``labeller='judge'`` needs ``judge_generate(prompts) -> texts``,
+    ``labeller='llm'`` an :class:`lrmrepro.importance.llm_judge.LlmJudge` (``judge``): every trace's segments are
+    labelled through its endpoint (concurrently, cached), and the figures include its request counts, provenance
+    and agreement with the rule labeller per behaviour."""
+    from .behaviours import reasoning_region, rule_label, split_segments
+
     if labeller not in LABELLERS:
         raise ValueError(f"labeller must be one of {LABELLERS}, got {labeller!r}")
     if labeller == "judge" and judge_generate is None:
         raise ValueError("labeller 'judge' needs a judge_generate(prompts) -> texts callable")
+    if labeller == "llm" and judge is None:
+        raise ValueError("labeller 'llm' needs an LlmJudge (importance.judge)")
     gens = io.read_arrow(generations_path, columns=["id", "sample_idx", "prompt", "text"])
     tok = load_tokenizer(tokenizer_dir)
-    spans = label_generations(gens, tok, labeller=judge_labeller(judge_generate) if labeller == "judge" else None)
+    extra: dict[str, Any] = {}
+    if labeller == "llm":
+        from .llm_judge import agreement
+
+        segments = [[s.text for s in split_segments(t, *reasoning_region(t))] for t in gens.column("text").to_pylist()]
+        labels = judge.label_traces(segments)
+        pending = iter(labels)
+        spans = label_generations(gens, tok, labeller=lambda texts: next(pending))
+        rules = [rule_label(s, first=i == 0) for trace in segments for i, s in enumerate(trace)]
+        extra = {"judge": judge.config.provenance(), "judge_stats": dict(judge.stats),
+                 "agreement_with_rules": agreement([x for t in labels for x in t], rules, BEHAVIOURS)}
+    else:
+        spans = label_generations(gens, tok, labeller=judge_labeller(judge_generate) if labeller == "judge" else None)
     io.write_parquet(spans, out_path)
     counts = pl.from_arrow(spans).group_by("behaviour").len().sort("behaviour")
     return {"labeller": labeller, "n_traces": gens.num_rows, "n_segments": spans.num_rows,
-            "segments_per_behaviour": dict(counts.iter_rows())}
+            "segments_per_behaviour": dict(counts.iter_rows()), **extra}
 
 
 def score_model(model_dir: str | os.PathLike, generations_path: str | os.PathLike, spans_path: str | os.PathLike,
