@@ -3,7 +3,7 @@
 of items whose output text is identical, accuracy, and each run's throughput (docs/results-real-model.md, "Three
 engines"). Read from a finished run's artifacts (generations, scores, meta.json); nothing is generated.
 
-  python -m lrmrepro.stats.engine_agreement [--root results/generations] [--model M] [--out table.md]
+  python -m lrmrepro.stats.engine_agreement [--root results/generations] [--model M] [--engine E] [--out table.md]
 
 The reference of each comparison is the first run of each (model, task, precision, decoding, batch size) in the
 engines' order transformers, vLLM, llama.cpp (its default profile first); every other run is compared with it.
@@ -93,9 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="results/generations")
     p.add_argument("--model", default=None)
+    p.add_argument("--engine", default=None, help="only this engine's runs (e.g. llamacpp: its runtime configurations "
+                   "against its default profile at the lowest thread count)")
     p.add_argument("--out", default=None, help="write the markdown table here (default: print it)")
     args = p.parse_args(argv)
-    table = agreement(find_runs(args.root, args.model))
+    runs = find_runs(args.root, args.model)
+    if args.engine:
+        from ..generate.engines import engine_of
+
+        runs = [r for r in runs if engine_of(r["run"].backend).name == args.engine]
+    table = agreement(runs)
     if table.is_empty():
         print(f"no runs under {args.root}", file=sys.stderr)
         return 1
