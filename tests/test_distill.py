@@ -241,7 +241,8 @@ def test_paper_config_commented_distill_entry_dry_runs(tmp_path):
     assert uncommented != text
     cfg = yaml.safe_load(uncommented)
     names = {n for n, c in cfg["compressions"].items() if c.get("method") == "distill"}
-    pairs = {(m, c) for e in cfg["experiments"].values() for m in e["models"] for c in e["compressions"] if c in names}
+    pairs = {(m, c) for e in cfg["experiments"].values() for m in e["models"] for c in e.get("compressions", [])
+             if c in names}
     assert names and pairs
     (tmp_path / "paper.yaml").write_text(uncommented)
     proc = _dry_run(tmp_path / "paper.yaml", tmp_path)
