@@ -7,14 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 
 from lrmrepro.config import ConfigError, validate_config
 from lrmrepro.generate.common import Decoding
@@ -297,22 +295,13 @@ def _smol_study(cfg):
 
 @pytest.fixture(scope="module")
 def llamacpp_run(tmp_path_factory):
-    from test_workflow import _snakemake, copy_workflow
+    import psutil
+    from test_workflow import _snakemake, snakemake_command, study_folders
 
-    base = tmp_path_factory.mktemp("llamacpp-wf")
-    workflow = copy_workflow(base / "workflow")
-    run = base / "run"
-    run.mkdir()
-    cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
-    _smol_study(cfg)
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    workflow, run = study_folders(tmp_path_factory.mktemp("llamacpp-wf"), _smol_study)
     os.environ["LRMREPRO_LLAMACPP_PYTHON"] = str(LLAMACPP_PY)
     # the first engine job is killed (SIGKILL) once its first chunk is in the cache; Snakemake reports it failed
-    import psutil
-
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(workflow / "Snakefile"), "--directory", str(run),
-           "--cores", "1"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(workflow / "src")}
+    cmd, env = snakemake_command([], run, workflow, cores=1)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and not list((run / ".lrmrepro-cache").glob("generations/*/chunk-*.parquet")):

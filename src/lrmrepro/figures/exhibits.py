@@ -49,15 +49,20 @@ def fp_sum_rows(examples: Sequence[tuple[float, float, float]] = FP_EXAMPLES) ->
     return rows
 
 
+FP_TITLE = ("Table 2 (Give Me FP32 or Give Me Death?): floating-point addition is not associative. Each sum is "
+            "computed with every addition rounded to the precision (PyTorch, round to nearest even); the second "
+            "example differs in FP16 and BF16 only: a higher-precision type absorbs the rounding error")
+
+
 def fp_sum_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["**Table 2 (Give Me FP32 or Give Me Death?): floating-point addition is not associative.** Each sum is "
-             "computed with every addition rounded to the precision (PyTorch, round to nearest even); the second "
-             "example differs in FP16 and BF16 only: a higher-precision type absorbs the rounding error.", "","| example | sum order | precision | bits (sign exponent mantissa) | value | both orders equal |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['example']} | {r['order']} | {r['precision'].upper()} | `{r['bits']}` | {r['value']!r} | "
-                     f"{'yes' if r['orders_agree'] else '**no**'} |")
-    return "\n".join(lines) + "\n"
+    import polars as pl
+
+    from .nondeterminism import table_markdown
+
+    table = pl.DataFrame([{"example": r["example"], "sum order": r["order"], "precision": r["precision"].upper(),
+                           "bits (sign exponent mantissa)": f"`{r['bits']}`", "value": repr(r["value"]),
+                           "both orders equal": "yes" if r["orders_agree"] else "no"} for r in rows])
+    return table_markdown(table, FP_TITLE)
 
 
 def dataset_rows(tasks: Mapping[str, Mapping[str, Any]], item_counts: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -82,15 +87,20 @@ def dataset_rows(tasks: Mapping[str, Mapping[str, Any]], item_counts: Mapping[st
     return rows
 
 
+DATASET_TITLE = ("The tasks of this study (the compression paper's dataset table): where the items come from, how many "
+                 "are evaluated, the answer format the scorer applies (docs/tasks.md), the prompt style and token "
+                 "budget, and the skill a task stands for in finding (1)")
+
+
 def dataset_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["**The tasks of this study** (the compression paper's dataset table): where the items come from, how many "
-             "are evaluated, the answer format the scorer applies (docs/tasks.md), the prompt style and token budget, "
-             "and the skill a task stands for in finding (1).", "","| task | source | items | metric (answer format) | prompt style | max new tokens | skill |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['task']} | {r['source']} | {r['items']} | {r['metric']} | {r['prompt_style']} | "
-                     f"{r['max_new_tokens']} | {r['skill'] or '-'} |")
-    return "\n".join(lines) + "\n"
+    import polars as pl
+
+    from .nondeterminism import table_markdown
+
+    table = pl.DataFrame([{"task": r["task"], "source": r["source"], "items": str(r["items"]),
+                           "metric (answer format)": r["metric"], "prompt style": r["prompt_style"],
+                           "max new tokens": str(r["max_new_tokens"]), "skill": r["skill"] or "-"} for r in rows])
+    return table_markdown(table, DATASET_TITLE)
 
 
 def pass1_std_all(metrics: Mapping[str, Any]) -> Any:
