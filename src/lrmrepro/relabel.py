@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections import defaultdict
@@ -29,10 +28,7 @@ from typing import Any
 
 from . import hardware as hw
 from . import io
-from .runs import Run
-
-#: a run folder's runtime part: ``{backend}-p{parallel}-bs{batch_size}-{hardware}``
-RUNTIME = re.compile(r"^(?P<head>[a-z_]+-p\d+-bs\d+)-(?P<hardware>[A-Za-z0-9-]+)$")
+from .runs import RUNTIME_FOLDER as RUNTIME, Run
 #: how deep a runtime folder sits below results/generations (model/compression/task/precision/runtime)
 DEPTH = Run.PATTERN.split("/").index(Run.RUNTIME)
 

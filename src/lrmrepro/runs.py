@@ -119,6 +119,10 @@ class Run:
 
 
 Run.LABELS = tuple(f.name for f in dataclasses.fields(Run))
+#: a run folder's runtime part (:attr:`Run.RUNTIME`) as a regular expression, one group per label: backend labels
+#: are letters, digits and ``_`` (``llamacpp_nb8``), hardware labels letters, digits and ``-``
+RUNTIME_FOLDER = re.compile(r"^(?P<backend>[A-Za-z0-9_]+)-p(?P<parallel>\d+)-bs(?P<batch_size>\d+)"
+                            r"-(?P<hardware>[A-Za-z0-9-]+)$")
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,8 @@ class Runtime:
 
     @property
     def threads(self) -> int:
-        """CPU threads: ``parallel`` on a CPU label; on a GPU label llama.cpp's host threads stay at 1 per GPU."""
+        """llama.cpp's threads (``n_threads``, ``n_threads_batch``): the run's ``parallel``: its CPU threads on a CPU
+        label; on a GPU label its GPU count, one host thread per GPU."""
         return self.parallel
 
     def as_dict(self) -> dict[str, Any]:

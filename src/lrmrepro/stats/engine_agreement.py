@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,8 @@ import polars as pl
 
 from .. import io
 from ..generate.engines import BACKENDS, split_backend
-from ..runs import Run
+from ..runs import RUNTIME_FOLDER, Run
 
-_RUNTIME = re.compile(r"^(?P<backend>.+)-p(?P<parallel>\d+)-bs(?P<batch_size>\d+)-(?P<hardware>[A-Za-z0-9-]+)$")
 
 
 def find_runs(root: str | Path, model: str | None = None) -> list[dict[str, Any]]:
@@ -33,7 +31,7 @@ def find_runs(root: str | Path, model: str | None = None) -> list[dict[str, Any]
     out = []
     for gen in sorted(Path(root).glob("*/*/*/*/*/*/generations.parquet")):
         decoding, runtime, precision, task, compression, mdl = (gen.parents[i].name for i in range(6))
-        m = _RUNTIME.match(runtime)
+        m = RUNTIME_FOLDER.match(runtime)
         if m is None or (model and mdl != model):
             continue
         run = Run(mdl, compression, task, precision, m["backend"], int(m["parallel"]), int(m["batch_size"]),
